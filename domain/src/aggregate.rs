@@ -1,0 +1,97 @@
+//! The vocabulary every aggregate speaks. Event types use cqrs-es's `DomainEvent` (type name and
+//! version); decisions use our own synchronous `Aggregate` because cqrs-es's `handle` is async and
+//! writes through a sink, while ours must stay a pure function (see ARCHITECTURE.md).
+
+use serde_json::Value;
+
+use crate::Rejection;
+
+/// A stored fact. `event_type()` is the dotted past-tense name (`user.created`) and
+/// `event_version()` the integer schema version, as a string because that is cqrs-es's contract.
+pub trait Event: cqrs_es::DomainEvent {
+    /// Top-level payload keys that hold personal data. The store moves them out of the plain
+    /// payload and encrypts them under the data subject's key, so erasure can destroy them.
+    fn personal_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Vault entries (encrypted secrets kept outside the log) this event makes obsolete; the store
+    /// deletes them in the same transaction, so a deleted secret is gone for good.
+    fn retired_vault_refs(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// One consistency boundary: its state is the fold of its own stream.
+pub trait Aggregate: Default + Send + Sync + 'static {
+    /// The stream type, also the prefix of every event type name of this aggregate.
+    const TYPE: &'static str;
+    type Command: Send;
+    type Event: Event;
+    type Error: std::error::Error + Into<Rejection> + Send + Sync + 'static;
+
+    /// Command to events, given the current state. Pure: no clock, no randomness, no I/O; all of
+    /// those arrive inside the command.
+    fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Event to state.
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Whose personal data this stream's events carry, if a person's. The store encrypts the
+    /// personal fields (and the request's IP and user agent) under that person's data key.
+    fn data_subject(_stream_id: &str) -> Option<String> {
+        None
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("event does not serialize to a tagged object: {0}")]
+    Shape(String),
+    #[error("event version {0:?} is not an integer")]
+    Version(String),
+    #[error("cannot decode {event_type}: {source}")]
+    Decode {
+        event_type: String,
+        source: serde_json::Error,
+    },
+}
+
+/// An event ready to be stored: its type name, version and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub event_type: String,
+    pub version: i32,
+    pub payload: Value,
+    pub personal_fields: &'static [&'static str],
+}
+
+/// Events are enums serialized adjacently tagged (`{"type": .., "data": ..}`); the tag becomes the
+/// stored type column and the content the payload.
+pub fn encode<E: Event>(event: &E) -> Result<Encoded, CodecError> {
+    let version = event.event_version();
+    let version = version
+        .parse::<i32>()
+        .map_err(|_| CodecError::Version(version.clone()))?;
+    let value = serde_json::to_value(event).map_err(|e| CodecError::Shape(e.to_string()))?;
+    let Value::Object(mut tagged) = value else {
+        return Err(CodecError::Shape("not an object".into()));
+    };
+    let payload = tagged
+        .remove("data")
+        .unwrap_or(Value::Object(Default::default()));
+    Ok(Encoded {
+        event_type: event.event_type(),
+        version,
+        payload,
+        personal_fields: event.personal_fields(),
+    })
+}
+
+pub fn decode<E: Event>(event_type: &str, payload: &Value) -> Result<E, CodecError> {
+    let tagged = serde_json::json!({ "type": event_type, "data": payload });
+    serde_json::from_value(tagged).map_err(|source| CodecError::Decode {
+        event_type: event_type.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,28 @@
+//! The pure core of idledger: one module per aggregate with its commands, events, state, errors,
+//! `decide` and `apply`, and given/when/then tests. No async, no I/O, no SQL, no clock.
+
+pub mod aggregate;
+pub mod application;
+pub mod envelope;
+pub mod patch;
+pub mod resource;
+pub mod role;
+pub mod upcast;
+
+#[cfg(test)]
+mod spec;
+
+pub use aggregate::{Aggregate, CodecError, Encoded, Event, decode, encode};
+pub use envelope::{Actor, Metadata, RecordedEvent, unix_ms};
+
+/// Every business-rule violation any aggregate can report. The HTTP layer maps each variant to
+/// Logto's `{code, message}` and status in one table.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Application(#[from] application::ApplicationError),
+    #[error(transparent)]
+    Role(#[from] role::RoleError),
+    #[error(transparent)]
+    Resource(#[from] resource::ResourceError),
+}

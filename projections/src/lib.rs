@@ -1,0 +1,65 @@
+//! The read side: each module folds events into its tables and answers the queries on them.
+//! Folds are deterministic (every value comes from the events, never from the clock or a
+//! sequence), so `replay` rebuilds exactly what the live appends produced.
+
+pub mod applications;
+pub mod resources;
+pub mod roles;
+mod rows;
+
+use async_trait::async_trait;
+use deadpool_postgres::Transaction;
+use domain::{CodecError, RecordedEvent};
+
+pub use rows::{Rows, StreamFold, document, documents, fold_streams, single};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Decode(#[from] CodecError),
+    #[error("read-model row does not match its type: {0}")]
+    Row(#[from] serde_json::Error),
+}
+
+#[async_trait]
+pub trait Projection: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The tables this projection alone writes; `replay` truncates and compares them.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Folds `events` (in position order) into the tables. Called with the events of one command
+    /// inside its append transaction, and with large chunks of the log by `replay`: the result
+    /// must not depend on how the log is chunked.
+    async fn apply(
+        &self,
+        db: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projection, in the order they run. The store applies all of them in each append
+/// transaction; replay rebuilds and checks all of them.
+pub static ALL: &[&dyn Projection] = &[
+    &resources::Resources,
+    &roles::Roles,
+    &applications::Applications,
+];
+
+/// The events of one aggregate type, decoded, with the stream they belong to.
+pub fn of_type<'e, E: domain::Event>(
+    events: &'e [RecordedEvent],
+    stream_type: &str,
+) -> impl Iterator<Item = Result<(&'e RecordedEvent, E), CodecError>> {
+    events
+        .iter()
+        .filter(move |event| event.stream_type == stream_type)
+        .map(|event| {
+            Ok((
+                event,
+                domain::decode::<E>(&event.event_type, &event.payload)?,
+            ))
+        })
+}

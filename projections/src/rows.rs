@@ -1,0 +1,170 @@
+//! Generic reading and writing of read-model rows as JSON documents, so folds work on plain Rust
+//! structs: load the rows owned by the touched keys, fold in memory, write them back. One
+//! statement each way whatever the number of rows, which is what makes replay fast.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use deadpool_postgres::Transaction;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::ProjectionError;
+
+/// The rows of `table` grouped by the value of their `owner` column (the primary key for an
+/// entity table, the parent id for a child table).
+pub struct Rows<R> {
+    table: &'static str,
+    owner: &'static str,
+    row: PhantomData<fn() -> R>,
+}
+
+impl<R: Serialize + DeserializeOwned> Rows<R> {
+    pub const fn new(table: &'static str, owner: &'static str) -> Rows<R> {
+        Rows {
+            table,
+            owner,
+            row: PhantomData,
+        }
+    }
+
+    pub async fn load(
+        &self,
+        db: &Transaction<'_>,
+        owners: &[String],
+    ) -> Result<HashMap<String, Vec<R>>, ProjectionError> {
+        let mut grouped: HashMap<String, Vec<R>> = HashMap::new();
+        if owners.is_empty() {
+            return Ok(grouped);
+        }
+        let sql = format!(
+            "SELECT {owner}, to_jsonb(t) FROM {table} t WHERE {owner} = ANY($1)",
+            owner = self.owner,
+            table = self.table
+        );
+        let statement = db.prepare_cached(&sql).await?;
+        for row in db.query(&statement, &[&owners]).await? {
+            let owner: String = row.try_get(0)?;
+            let document: Value = row.try_get(1)?;
+            grouped
+                .entry(owner)
+                .or_default()
+                .push(serde_json::from_value(document)?);
+        }
+        Ok(grouped)
+    }
+
+    /// Replaces every row owned by `owners` with `rows`.
+    pub async fn store(
+        &self,
+        db: &Transaction<'_>,
+        owners: &[String],
+        rows: &[R],
+    ) -> Result<(), ProjectionError> {
+        if !owners.is_empty() {
+            let sql = format!(
+                "DELETE FROM {table} WHERE {owner} = ANY($1)",
+                owner = self.owner,
+                table = self.table
+            );
+            let statement = db.prepare_cached(&sql).await?;
+            db.execute(&statement, &[&owners]).await?;
+        }
+        self.insert(db, rows).await
+    }
+
+    /// Appends rows (for append-only tables such as logs).
+    pub async fn insert(&self, db: &Transaction<'_>, rows: &[R]) -> Result<(), ProjectionError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(NULL::{table}, $1)",
+            table = self.table
+        );
+        let statement = db.prepare_cached(&sql).await?;
+        let documents = serde_json::to_value(rows)?;
+        db.execute(&statement, &[&documents]).await?;
+        Ok(())
+    }
+}
+
+/// A projection keeping some state per stream of one aggregate type: it loads the state of the
+/// streams a batch touches, folds the batch in memory and writes the states back.
+#[async_trait::async_trait]
+pub trait StreamFold: Sync {
+    type Event: domain::Event + Send;
+    type State: Default + Send;
+    const STREAM_TYPE: &'static str;
+
+    async fn load(
+        &self,
+        db: &Transaction<'_>,
+        streams: &[String],
+    ) -> Result<HashMap<String, Self::State>, ProjectionError>;
+
+    /// Pure: the new state of one stream after one of its events.
+    fn fold(state: &mut Self::State, event: &domain::RecordedEvent, decoded: Self::Event);
+
+    async fn store(
+        &self,
+        db: &Transaction<'_>,
+        streams: &[String],
+        states: HashMap<String, Self::State>,
+    ) -> Result<(), ProjectionError>;
+}
+
+pub async fn fold_streams<F: StreamFold>(
+    projection: &F,
+    db: &Transaction<'_>,
+    events: &[domain::RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let decoded =
+        crate::of_type::<F::Event>(events, F::STREAM_TYPE).collect::<Result<Vec<_>, _>>()?;
+    if decoded.is_empty() {
+        return Ok(());
+    }
+    let mut streams: Vec<String> = decoded.iter().map(|(e, _)| e.stream_id.clone()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let mut states = projection.load(db, &streams).await?;
+    for (event, decoded) in decoded {
+        F::fold(
+            states.entry(event.stream_id.clone()).or_default(),
+            event,
+            decoded,
+        );
+    }
+    projection.store(db, &streams, states).await
+}
+
+/// Takes the single row each owner has in an entity table.
+pub fn single<R>(grouped: HashMap<String, Vec<R>>) -> HashMap<String, R> {
+    grouped
+        .into_iter()
+        .filter_map(|(owner, mut rows)| rows.pop().map(|row| (owner, row)))
+        .collect()
+}
+
+/// Runs a query whose first column is a JSON document and decodes each into `T`.
+pub async fn documents<T: DeserializeOwned>(
+    db: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<T>, ProjectionError> {
+    let statement = db.prepare_cached(sql).await?;
+    db.query(&statement, params)
+        .await?
+        .iter()
+        .map(|row| Ok(serde_json::from_value(row.try_get::<_, Value>(0)?)?))
+        .collect()
+}
+
+pub async fn document<T: DeserializeOwned>(
+    db: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<T>, ProjectionError> {
+    Ok(documents(db, sql, params).await?.into_iter().next())
+}

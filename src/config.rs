@@ -1,0 +1,47 @@
+//! Settings, all from the environment (or the matching flag), in Logto's names where Logto has
+//! one (`PORT`, `ENDPOINT`, `DATABASE_URL`).
+
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config {
+    /// Port to listen on; 0 picks a free one (the chosen address is logged).
+    #[arg(long, env = "PORT", default_value_t = 3001)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "IDLEDGER_BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Public base URL; the OIDC issuer is `<ENDPOINT>/oidc`. Default `http://localhost:<port>`.
+    #[arg(long, env = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// An existing PostgreSQL database. Without it, a managed cluster runs under the data folder.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the managed cluster, the generated key-encryption key and the bootstrap
+    /// credentials live.
+    #[arg(long, env = "IDLEDGER_DATA_DIR", default_value = "./idledger-data")]
+    pub data_dir: PathBuf,
+    /// Base64 of the 32-byte key-encryption key. Without it one is generated into the data folder.
+    #[arg(long, env = "IDLEDGER_KEK", hide_env_values = true)]
+    pub kek: Option<String>,
+    /// Client id of the machine-to-machine app `serve` ensures, with Management API access.
+    #[arg(long, env = "IDLEDGER_BOOTSTRAP_CLIENT_ID")]
+    pub bootstrap_client_id: Option<String>,
+    #[arg(long, env = "IDLEDGER_BOOTSTRAP_CLIENT_SECRET", hide_env_values = true)]
+    pub bootstrap_client_secret: Option<String>,
+    /// Database connections per node.
+    #[arg(long, env = "IDLEDGER_DB_POOL_SIZE", default_value_t = 32)]
+    pub pool_size: usize,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy you control).
+    #[arg(long, env = "TRUST_PROXY", default_value_t = false)]
+    pub trust_proxy: bool,
+}
+
+impl Config {
+    pub fn endpoint(&self, port: u16) -> String {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
+            None => format!("http://localhost:{port}"),
+        }
+    }
+}

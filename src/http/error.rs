@@ -1,0 +1,303 @@
+//! The one error type that becomes an HTTP response on `/api`, in Logto's shape
+//! `{"code", "message", "data"?, "details"?}`. Every domain rejection and read-model constraint
+//! is mapped here, once, in tables a reviewer can read top to bottom.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::Rejection;
+use domain::application::ApplicationError;
+use domain::resource::ResourceError;
+use domain::role::RoleError;
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub data: Option<Value>,
+    pub details: Option<String>,
+    pub headers: Vec<(header::HeaderName, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            data: None,
+            details: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_data(mut self, data: Value) -> ApiError {
+        self.data = Some(data);
+        self
+    }
+
+    pub fn with_details(mut self, details: impl Into<String>) -> ApiError {
+        self.details = Some(details.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// `guard.invalid_input`: the request did not match the route's schema.
+    pub fn invalid_input(part: &str, details: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "guard.invalid_input",
+            format!("The request {part} is invalid."),
+        )
+        .with_details(details)
+    }
+
+    /// `request.invalid_input`: a value is well-formed but not acceptable.
+    pub fn bad_request(details: impl Into<String>) -> ApiError {
+        let details = details.into();
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.invalid_input",
+            format!("Input is invalid. {details}"),
+        )
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "entity.not_found",
+            "The resource does not exist.",
+        )
+    }
+
+    pub fn not_exists_with_id(entity: &str, id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "entity.not_exists_with_id",
+            format!("The {entity} with ID `{id}` does not exist."),
+        )
+    }
+
+    pub fn unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request.service_unavailable",
+            "The service is temporarily unavailable. Please try again.",
+        )
+        .with_header(header::RETRY_AFTER, "1")
+    }
+
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unknown",
+            "Internal server error.",
+        )
+    }
+
+    /// Names the entity and id of a `not_exists_with_id` error raised without them.
+    pub fn about(mut self, entity: &str, id: &str) -> ApiError {
+        if self.code == "entity.not_exists_with_id" {
+            self.message = format!("The {entity} with ID `{id}` does not exist.");
+        }
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "code": self.code, "message": self.message });
+        if let Some(data) = self.data {
+            body["data"] = data;
+        }
+        if let Some(details) = self.details {
+            body["details"] = Value::String(details);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Rejected(rejection) => rejection.into(),
+            StoreError::Constraint(name) => constraint(&name),
+            StoreError::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "request.concurrent_modification",
+                "The resource was modified concurrently too many times. Please retry.",
+            ),
+            StoreError::SubjectErased(_) => ApiError::new(
+                StatusCode::GONE,
+                "user.erased",
+                "The personal data of this user has been erased.",
+            ),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::unavailable()
+            }
+            StoreError::Internal(cause) => {
+                tracing::error!(%cause, "event store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<projections::ProjectionError> for ApiError {
+    fn from(error: projections::ProjectionError) -> ApiError {
+        StoreError::from(error).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> ApiError {
+        StoreError::from(error).into()
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> ApiError {
+        StoreError::from(error).into()
+    }
+}
+
+/// Read-model constraints → Logto codes (Logto's slonik error handler does the same with its
+/// own constraint names, which our tables reuse).
+fn constraint(name: &str) -> ApiError {
+    let unprocessable = |code, message: &str| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message.to_owned())
+    };
+    match name {
+        "users__username" => unprocessable(
+            "user.username_already_in_use",
+            "This username is already in use.",
+        ),
+        "users__primary_email" => unprocessable(
+            "user.email_already_in_use",
+            "This email is associated with an existing account.",
+        ),
+        "users__primary_phone" => unprocessable(
+            "user.phone_already_in_use",
+            "This phone number is associated with an existing account.",
+        ),
+        "application_secrets_pkey" => unprocessable(
+            "application.secret_name_exists",
+            "Secret name already exists.",
+        ),
+        "personal_access_tokens_pkey" => unprocessable(
+            "user.personal_access_token_name_exists",
+            "Personal access token name already exists.",
+        ),
+        "roles__name" => unprocessable("role.name_in_use", "This role name is already in use."),
+        "value_too_long" => {
+            unprocessable("entity.value_too_long", "The length of value is too long.")
+        }
+        "23505" => unprocessable(
+            "entity.unique_integrity_violation",
+            "The entity already exists. Please check the input and try again.",
+        ),
+        _ => unprocessable(
+            "entity.db_constraint_violated",
+            "Database constraint violated.",
+        ),
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> ApiError {
+        match rejection {
+            Rejection::Application(error) => application(error),
+            Rejection::Role(error) => role(error),
+            Rejection::Resource(error) => resource(error),
+        }
+    }
+}
+
+fn application(error: ApplicationError) -> ApiError {
+    use StatusCode as S;
+    let message = error.to_string();
+    let (status, code) = match error {
+        ApplicationError::NotFound => {
+            return ApiError::not_exists_with_id("application", "");
+        }
+        ApplicationError::AlreadyExists => {
+            (S::UNPROCESSABLE_ENTITY, "entity.unique_integrity_violation")
+        }
+        ApplicationError::InvalidThirdPartyType => (
+            S::BAD_REQUEST,
+            "application.invalid_third_party_application_type",
+        ),
+        ApplicationError::ThirdPartyTokenExchange => (
+            S::UNPROCESSABLE_ENTITY,
+            "application.third_party_application_cannot_enable_token_exchange",
+        ),
+        ApplicationError::DeviceFlowNativeOnly => (
+            S::UNPROCESSABLE_ENTITY,
+            "application.device_flow_native_only",
+        ),
+        ApplicationError::DeviceFlowNotChangeable => (
+            S::UNPROCESSABLE_ENTITY,
+            "application.device_flow_not_changeable",
+        ),
+        ApplicationError::SecretsNotSupported { .. } => {
+            (S::UNPROCESSABLE_ENTITY, "entity.db_constraint_violated")
+        }
+        ApplicationError::SecretNameExists { .. } => {
+            (S::UNPROCESSABLE_ENTITY, "application.secret_name_exists")
+        }
+        ApplicationError::SecretNotFound { .. } | ApplicationError::RoleNotAssigned { .. } => {
+            return ApiError::not_found();
+        }
+        ApplicationError::EmptyUpdate => (S::UNPROCESSABLE_ENTITY, "entity.invalid_input"),
+    };
+    ApiError::new(status, code, message)
+}
+
+fn role(error: RoleError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        RoleError::NotFound => ApiError::not_exists_with_id("role", ""),
+        RoleError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+        RoleError::ScopeNotInRole { .. } => ApiError::not_found(),
+        RoleError::EmptyUpdate => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.invalid_input",
+            message,
+        ),
+    }
+}
+
+fn resource(error: ResourceError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        ResourceError::NotFound => ApiError::not_exists_with_id("resource", ""),
+        ResourceError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+        ResourceError::ScopeNameExists { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "scope.name_exists",
+            message,
+        ),
+    }
+}

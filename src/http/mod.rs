@@ -1,0 +1,80 @@
+//! The HTTP surface: Logto's Management API under `/api`, OpenID Connect under `/oidc`, and
+//! `/metrics`. Only this module knows Logto's JSON.
+
+pub mod error;
+pub mod extract;
+pub mod management;
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+/// Largest request body accepted anywhere.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// No request may hold a worker longer than this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/status", get(status))
+        .merge(management::router(state.clone()))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(crate::telemetry::request_context))
+        .with_state(state)
+}
+
+/// Logto's health check.
+async fn status() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found().into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "request.method_not_allowed",
+        "The method is not allowed on this route.",
+    )
+}
+
+fn panic_response(cause: Box<dyn Any + Send + 'static>) -> Response {
+    let cause = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(cause, "handler panicked");
+    ApiError::internal().into_response()
+}

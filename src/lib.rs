@@ -1,0 +1,10 @@
+//! idledger: an event-sourced identity server with Logto's HTTP surface. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod migrate;
+pub mod postgres;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,70 @@
+//! Embedded SQL migrations, applied at start under an advisory lock so that several nodes
+//! starting together apply each migration once.
+
+use tokio_postgres::Client;
+
+/// Every migration, in order. The version is the file's number and never changes.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "event_log",
+        include_str!("../migrations/0001_event_log.sql"),
+    ),
+    (
+        2,
+        "resources_and_roles",
+        include_str!("../migrations/0002_resources_and_roles.sql"),
+    ),
+    (
+        3,
+        "applications",
+        include_str!("../migrations/0003_applications.sql"),
+    ),
+];
+
+/// Arbitrary, fixed: the key of the advisory lock that serialises migrators.
+const MIGRATION_LOCK: i64 = 0x1d1e_d9e2;
+
+pub async fn apply(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let applied = apply_locked(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    applied
+}
+
+async fn apply_locked(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ( \
+               version integer PRIMARY KEY, name text NOT NULL, \
+               applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let done: Vec<i32> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "migration applied");
+        count += 1;
+    }
+    Ok(count)
+}
