@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_postgres::NoTls;
 
 use crate::config::Config;
+use crate::crypto::signing::SigningKeys;
 use crate::crypto::{CryptoError, Keyring};
 use crate::http::extract::TrustProxy;
 use crate::postgres::{Cluster, PostgresError};
@@ -164,7 +165,10 @@ fn load_keyring(config: &Config) -> Result<Keyring, AppError> {
 
 pub struct Shared {
     pub store: EventStore,
+    pub keys: SigningKeys,
     pub endpoint: String,
+    /// `<endpoint>/oidc`, the `iss` of every token.
+    pub issuer: String,
     pub trust_proxy: bool,
     pub metrics: Option<PrometheusHandle>,
 }
@@ -196,9 +200,23 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let address = listener
         .local_addr()
         .map_err(|e| AppError::Io(e.to_string()))?;
+    let store = EventStore::new(environment.pool.clone(), environment.keyring.clone());
+    crate::bootstrap::run(
+        &store,
+        crate::bootstrap::BootstrapSettings {
+            client_id: config.bootstrap_client_id.as_deref(),
+            client_secret: config.bootstrap_client_secret.as_deref(),
+            data_dir: &config.data_dir,
+        },
+    )
+    .await?;
+    let keys = SigningKeys::load(environment.pool.clone(), environment.keyring.clone()).await?;
+    let endpoint = config.endpoint(address.port());
     let state = AppState(Arc::new(Shared {
-        store: EventStore::new(environment.pool.clone(), environment.keyring.clone()),
-        endpoint: config.endpoint(address.port()),
+        store,
+        keys,
+        issuer: format!("{endpoint}/oidc"),
+        endpoint,
         trust_proxy: config.trust_proxy,
         metrics,
     }));

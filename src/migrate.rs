@@ -3,23 +3,20 @@
 
 use tokio_postgres::Client;
 
+/// Embeds `migrations/<name>.sql` for each listed migration.
+macro_rules! migrations {
+    ($(($version:literal, $name:literal)),* $(,)?) => {
+        &[$(($version, $name, include_str!(concat!("../migrations/", $name, ".sql")))),*]
+    };
+}
+
 /// Every migration, in order. The version is the file's number and never changes.
-const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (
-        1,
-        "event_log",
-        include_str!("../migrations/0001_event_log.sql"),
-    ),
-    (
-        2,
-        "resources_and_roles",
-        include_str!("../migrations/0002_resources_and_roles.sql"),
-    ),
-    (
-        3,
-        "applications",
-        include_str!("../migrations/0003_applications.sql"),
-    ),
+const MIGRATIONS: &[(i32, &str, &str)] = migrations![
+    (1, "0001_event_log"),
+    (2, "0002_resources_and_roles"),
+    (3, "0003_applications"),
+    (4, "0004_signing_keys"),
+    (5, "0005_logs"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

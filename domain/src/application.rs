@@ -282,7 +282,20 @@ impl Live {
             ApplicationCommand::MergeCustomData(changes) => {
                 Ok(vec![ApplicationEvent::CustomDataMerged { changes }])
             }
-            ApplicationCommand::Delete => Ok(vec![ApplicationEvent::Deleted {}]),
+            ApplicationCommand::Delete => {
+                // Secrets go first, each retiring its vault entry, so nothing of them outlives
+                // the application.
+                let mut events: Vec<ApplicationEvent> = self
+                    .secrets
+                    .iter()
+                    .map(|(name, vault_ref)| ApplicationEvent::SecretDeleted {
+                        name: name.clone(),
+                        vault_ref: vault_ref.clone(),
+                    })
+                    .collect();
+                events.push(ApplicationEvent::Deleted {});
+                Ok(events)
+            }
             ApplicationCommand::AddSecret(secret) => {
                 if !app_type.is_confidential() {
                     return Err(ApplicationError::SecretsNotSupported {
@@ -576,6 +589,21 @@ mod tests {
             .inspect_result()
             .unwrap();
         assert_eq!(events[0].retired_vault_refs(), vec!["vault-ci".to_owned()]);
+    }
+
+    #[test]
+    fn deleting_an_application_deletes_its_secrets_first() {
+        Given::<Application>::with(())
+            .given(created(AppType::MachineToMachine))
+            .and(vec![ApplicationEvent::SecretAdded(secret("ci"))])
+            .when(ApplicationCommand::Delete)
+            .then_expect_events(vec![
+                ApplicationEvent::SecretDeleted {
+                    name: "ci".into(),
+                    vault_ref: "vault-ci".into(),
+                },
+                ApplicationEvent::Deleted {},
+            ]);
     }
 
     #[test]

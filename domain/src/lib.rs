@@ -4,9 +4,11 @@
 pub mod aggregate;
 pub mod application;
 pub mod envelope;
+pub mod exchange;
 pub mod patch;
 pub mod resource;
 pub mod role;
+pub mod signing_key;
 pub mod upcast;
 
 #[cfg(test)]
@@ -25,4 +27,8 @@ pub enum Rejection {
     Role(#[from] role::RoleError),
     #[error(transparent)]
     Resource(#[from] resource::ResourceError),
+    #[error(transparent)]
+    SigningKey(#[from] signing_key::SigningKeyError),
+    #[error(transparent)]
+    Exchange(#[from] exchange::ExchangeError),
 }

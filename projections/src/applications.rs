@@ -289,3 +289,66 @@ pub async fn granted_scopes(
     )
     .await
 }
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationFilter {
+    pub types: Vec<String>,
+    pub is_third_party: Option<bool>,
+    pub exclude_role_id: Option<String>,
+    pub search: crate::search::Search,
+}
+
+pub const SEARCH_COLUMNS: &[&str] = &["id", "name", "description"];
+
+fn filtered(select: &str, filter: &ApplicationFilter) -> crate::Query {
+    let mut query = crate::Query::new(select);
+    query.push(" WHERE ");
+    query.search(&filter.search, SEARCH_COLUMNS);
+    if !filter.types.is_empty() {
+        let types = query.bind(filter.types.clone());
+        query.push(&format!(" AND type = ANY({types})"));
+    }
+    if let Some(third_party) = filter.is_third_party {
+        let flag = query.bind(third_party);
+        query.push(&format!(" AND is_third_party = {flag}"));
+    }
+    if let Some(role_id) = &filter.exclude_role_id {
+        let role = query.bind(role_id.clone());
+        query.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM applications_roles ar \
+             WHERE ar.application_id = a.id AND ar.role_id = {role})"
+        ));
+    }
+    query
+}
+
+/// Applications matching `filter`, newest first, and how many match in all.
+pub async fn list(
+    db: &impl GenericClient,
+    filter: &ApplicationFilter,
+    window: Option<crate::Window>,
+) -> Result<(Vec<ApplicationRow>, i64), ProjectionError> {
+    let mut rows = filtered("SELECT to_jsonb(a) FROM applications a", filter);
+    rows.push(" ORDER BY created_at DESC, id DESC");
+    if let Some(window) = window {
+        let limit = rows.bind(window.limit);
+        let offset = rows.bind(window.offset);
+        rows.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+    }
+    let count = filtered("SELECT count(*) FROM applications a", filter);
+    Ok((rows.documents(db).await?, count.count(db).await?))
+}
+
+/// Whether any of the application's roles grants the Management API.
+pub async fn is_admin(
+    db: &impl GenericClient,
+    application_id: &str,
+) -> Result<bool, ProjectionError> {
+    Ok(!granted_scopes(
+        db,
+        application_id,
+        domain::resource::MANAGEMENT_API_RESOURCE_ID,
+    )
+    .await?
+    .is_empty())
+}

@@ -3,15 +3,18 @@
 //! sequence), so `replay` rebuilds exactly what the live appends produced.
 
 pub mod applications;
+pub mod logs;
 pub mod resources;
 pub mod roles;
 mod rows;
+pub mod search;
+pub mod signing_keys;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::{CodecError, RecordedEvent};
 
-pub use rows::{Rows, StreamFold, document, documents, fold_streams, single};
+pub use rows::{Query, Rows, StreamFold, Window, document, documents, fold_streams, single};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -46,6 +49,8 @@ pub static ALL: &[&dyn Projection] = &[
     &resources::Resources,
     &roles::Roles,
     &applications::Applications,
+    &signing_keys::SigningKeys,
+    &logs::Logs,
 ];
 
 /// The events of one aggregate type, decoded, with the stream they belong to.

@@ -136,3 +136,15 @@ pub async fn by_indicator(
     )
     .await
 }
+
+pub async fn scopes_by_ids(
+    db: &impl GenericClient,
+    ids: &[String],
+) -> Result<Vec<ScopeRow>, ProjectionError> {
+    crate::rows::documents(
+        db,
+        "SELECT to_jsonb(s) FROM scopes s WHERE id = ANY($1) ORDER BY created_at, id",
+        &[&ids],
+    )
+    .await
+}

@@ -161,3 +161,111 @@ pub async fn by_ids(
     )
     .await
 }
+
+#[derive(Debug, Clone, Default)]
+pub struct RoleFilter {
+    pub role_type: Option<String>,
+    /// Only these roles (e.g. those an application holds); `None` for all.
+    pub among: Option<Vec<String>>,
+    pub exclude_application_id: Option<String>,
+    pub search: crate::search::Search,
+}
+
+pub const SEARCH_COLUMNS: &[&str] = &["id", "name", "description"];
+
+fn filtered(select: &str, filter: &RoleFilter) -> crate::Query {
+    let mut query = crate::Query::new(select);
+    query.push(" WHERE ");
+    query.search(&filter.search, SEARCH_COLUMNS);
+    if let Some(role_type) = &filter.role_type {
+        let p = query.bind(role_type.clone());
+        query.push(&format!(" AND type = {p}"));
+    }
+    if let Some(ids) = &filter.among {
+        let p = query.bind(ids.clone());
+        query.push(&format!(" AND id = ANY({p})"));
+    }
+    if let Some(application_id) = &filter.exclude_application_id {
+        let p = query.bind(application_id.clone());
+        query.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM applications_roles ar \
+             WHERE ar.role_id = r.id AND ar.application_id = {p})"
+        ));
+    }
+    query
+}
+
+/// Roles matching `filter`, newest first, and how many match in all.
+pub async fn list(
+    db: &impl GenericClient,
+    filter: &RoleFilter,
+    window: Option<crate::Window>,
+) -> Result<(Vec<RoleRow>, i64), ProjectionError> {
+    let mut rows = filtered("SELECT to_jsonb(r) FROM roles r", filter);
+    rows.push(" ORDER BY created_at DESC, id DESC");
+    if let Some(window) = window {
+        let limit = rows.bind(window.limit);
+        let offset = rows.bind(window.offset);
+        rows.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+    }
+    let count = filtered("SELECT count(*) FROM roles r", filter);
+    Ok((rows.documents(db).await?, count.count(db).await?))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeaturedApplication {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub app_type: String,
+}
+
+/// How many applications hold the role, and the three most recently assigned.
+pub async fn applications_of(
+    db: &impl GenericClient,
+    role_id: &str,
+) -> Result<(i64, Vec<FeaturedApplication>), ProjectionError> {
+    let count: i64 = db
+        .query_one(
+            "SELECT count(*) FROM applications_roles WHERE role_id = $1",
+            &[&role_id],
+        )
+        .await?
+        .try_get(0)?;
+    let featured = documents(
+        db,
+        "SELECT jsonb_build_object('id', a.id, 'name', a.name, 'type', a.type) \
+         FROM applications_roles ar JOIN applications a ON a.id = ar.application_id \
+         WHERE ar.role_id = $1 ORDER BY ar.created_at DESC, a.id LIMIT 3",
+        &[&role_id],
+    )
+    .await?;
+    Ok((count, featured))
+}
+
+/// Ids of the applications holding the role.
+pub async fn application_ids(
+    db: &impl GenericClient,
+    role_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(application_id) FROM applications_roles WHERE role_id = $1 \
+         ORDER BY created_at DESC, application_id",
+        &[&role_id],
+    )
+    .await
+}
+
+/// Ids of the scopes the role holds.
+pub async fn scope_ids(
+    db: &impl GenericClient,
+    role_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(scope_id) FROM roles_scopes WHERE role_id = $1 ORDER BY created_at, scope_id",
+        &[&role_id],
+    )
+    .await
+}

@@ -168,3 +168,76 @@ pub async fn document<T: DeserializeOwned>(
 ) -> Result<Option<T>, ProjectionError> {
     Ok(documents(db, sql, params).await?.into_iter().next())
 }
+
+/// A SQL text with its parameters, built up piece by piece for list queries whose filters vary.
+#[derive(Default)]
+pub struct Query {
+    pub text: String,
+    params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+}
+
+impl Query {
+    pub fn new(text: &str) -> Query {
+        Query {
+            text: text.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds a parameter and returns its placeholder (`$n`).
+    pub fn bind(
+        &mut self,
+        value: impl tokio_postgres::types::ToSql + Sync + Send + 'static,
+    ) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    pub fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// Appends a search condition, binding its values.
+    pub fn search(&mut self, search: &crate::search::Search, columns: &[&str]) {
+        let (condition, values) = search.condition(columns, self.params.len() + 1);
+        for value in values {
+            self.params.push(Box::new(value));
+        }
+        self.text.push_str(&condition);
+    }
+
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect()
+    }
+
+    pub async fn documents<T: DeserializeOwned>(
+        &self,
+        db: &impl deadpool_postgres::GenericClient,
+    ) -> Result<Vec<T>, ProjectionError> {
+        db.query(self.text.as_str(), &self.params())
+            .await?
+            .iter()
+            .map(|row| Ok(serde_json::from_value(row.try_get::<_, Value>(0)?)?))
+            .collect()
+    }
+
+    pub async fn count(
+        &self,
+        db: &impl deadpool_postgres::GenericClient,
+    ) -> Result<i64, ProjectionError> {
+        Ok(db
+            .query_one(self.text.as_str(), &self.params())
+            .await?
+            .try_get(0)?)
+    }
+}
+
+/// A list request against a read model: where-clause filters come from the caller, paging here.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub limit: i64,
+    pub offset: i64,
+}

@@ -8,6 +8,7 @@ use domain::Rejection;
 use domain::application::ApplicationError;
 use domain::resource::ResourceError;
 use domain::role::RoleError;
+use domain::signing_key::SigningKeyError;
 use serde_json::{Value, json};
 
 use crate::store::StoreError;
@@ -223,6 +224,12 @@ impl From<Rejection> for ApiError {
             Rejection::Application(error) => application(error),
             Rejection::Role(error) => role(error),
             Rejection::Resource(error) => resource(error),
+            Rejection::SigningKey(error) => signing_key(error),
+            Rejection::Exchange(error) => ApiError::new(
+                StatusCode::CONFLICT,
+                "request.concurrent_modification",
+                error.to_string(),
+            ),
         }
     }
 }
@@ -297,6 +304,18 @@ fn resource(error: ResourceError) -> ApiError {
         ResourceError::ScopeNameExists { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "scope.name_exists",
+            message,
+        ),
+    }
+}
+
+fn signing_key(error: SigningKeyError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        SigningKeyError::NotFound { .. } => ApiError::not_found(),
+        SigningKeyError::CurrentKey => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "oidc.key_required",
             message,
         ),
     }

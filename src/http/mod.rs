@@ -1,9 +1,11 @@
 //! The HTTP surface: Logto's Management API under `/api`, OpenID Connect under `/oidc`, and
 //! `/metrics`. Only this module knows Logto's JSON.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod management;
+pub mod oidc;
 
 use std::any::Any;
 use std::time::Duration;
@@ -25,9 +27,19 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
+    let (management, openapi) = management::router(state.clone());
+    let openapi = std::sync::Arc::new(openapi);
     Router::new()
         .route("/api/status", get(status))
-        .merge(management::router(state.clone()))
+        .route(
+            "/api/swagger.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .merge(management)
+        .merge(oidc::router())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -123,9 +123,23 @@ fn classify(error: &tokio_postgres::Error) -> StoreError {
             || *c == SqlState::CANNOT_CONNECT_NOW
             || *c == SqlState::TOO_MANY_CONNECTIONS =>
         {
-            StoreError::Unavailable(error.to_string())
+            StoreError::Unavailable(describe(error))
         }
-        _ => StoreError::Internal(error.to_string()),
+        _ => StoreError::Internal(describe(error)),
+    }
+}
+
+/// tokio-postgres prints server errors as just "db error"; the server's message is the useful
+/// part.
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!(
+            "{} ({}): {}",
+            db.message(),
+            db.code().code(),
+            db.detail().unwrap_or("")
+        ),
+        None => error.to_string(),
     }
 }
 
@@ -205,7 +219,7 @@ where
         let events = state
             .decide(self.command.clone())
             .map_err(|error| StoreError::Rejected(error.into()))?;
-        let subject = A::data_subject(&self.stream_id);
+        let subject = A::data_subject(&self.stream_id, &events);
         if let (Some(subject), false) = (&subject, events.is_empty()) {
             ensure_data_key(tx, keyring, keys, subject).await?;
         }

@@ -1,0 +1,219 @@
+//! The activity log behind `/api/logs`: one entry per auditable event, keyed as Logto keys its
+//! log entries (`ExchangeTokenBy.*`, `Interaction.*`, ...).
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Transaction};
+use domain::RecordedEvent;
+use domain::exchange::ExchangeEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::rows::{Rows, document};
+use crate::{Projection, ProjectionError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRow {
+    pub id: String,
+    pub key: String,
+    pub payload: Value,
+    pub user_id: Option<String>,
+    pub application_id: Option<String>,
+    pub created_at: i64,
+}
+
+static LOGS: Rows<LogRow> = Rows::new("logs", "id");
+
+/// Log ids are derived from the event's position (21 base-36 digits, Logto's id length), so a
+/// rebuild reproduces them.
+pub fn log_id(position: i64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut value = u64::try_from(position).unwrap_or(0);
+    let mut id = vec![b'0'; 21];
+    for slot in id.iter_mut().rev() {
+        *slot = DIGITS[usize::try_from(value % 36).unwrap_or(0)];
+        value /= 36;
+    }
+    String::from_utf8(id).unwrap_or_default()
+}
+
+/// The payload fields every entry carries: result and request origin.
+fn base(key: &str, success: bool, event: &RecordedEvent) -> Map<String, Value> {
+    let mut payload = Map::new();
+    payload.insert("key".into(), json!(key));
+    payload.insert(
+        "result".into(),
+        json!(if success { "Success" } else { "Error" }),
+    );
+    if let Some(ip) = &event.metadata.ip {
+        payload.insert("ip".into(), json!(ip));
+    }
+    if let Some(user_agent) = &event.metadata.user_agent {
+        payload.insert("userAgent".into(), json!(user_agent));
+    }
+    if let Some(request_id) = &event.metadata.request_id {
+        payload.insert("requestId".into(), json!(request_id));
+    }
+    payload
+}
+
+/// The log entry an event produces, if any. Pure.
+pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
+    let (key, payload, user_id, application_id) = match event.stream_type.as_str() {
+        "exchange" => match domain::decode::<ExchangeEvent>(&event.event_type, &event.payload)? {
+            ExchangeEvent::Issued(issued) => {
+                let key = format!("ExchangeTokenBy.{}", issued.grant_type.log_name());
+                let mut payload = base(&key, true, event);
+                payload.insert("applicationId".into(), json!(issued.application_id));
+                if let Some(user_id) = &issued.user_id {
+                    payload.insert("userId".into(), json!(user_id));
+                }
+                if let Some(name) = &issued.secret_name {
+                    payload.insert("applicationSecret".into(), json!({ "name": name }));
+                }
+                payload.insert("tokenTypes".into(), json!(issued.token_types));
+                payload.insert("scope".into(), json!(issued.scope));
+                (key, payload, issued.user_id, Some(issued.application_id))
+            }
+            ExchangeEvent::Refused(refused) => {
+                let key = format!("ExchangeTokenBy.{}", refused.grant_type.log_name());
+                let mut payload = base(&key, false, event);
+                if let Some(application_id) = &refused.application_id {
+                    payload.insert("applicationId".into(), json!(application_id));
+                }
+                if let Some(user_id) = &refused.user_id {
+                    payload.insert("userId".into(), json!(user_id));
+                }
+                payload.insert(
+                    "error".into(),
+                    json!({
+                        "code": format!("oidc.{}", refused.error),
+                        "message": refused.error_description,
+                    }),
+                );
+                (key, payload, refused.user_id, refused.application_id)
+            }
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(LogRow {
+        id: log_id(event.position),
+        key,
+        payload: Value::Object(payload),
+        user_id,
+        application_id,
+        created_at: event.occurred_at_ms(),
+    }))
+}
+
+pub struct Logs;
+
+#[async_trait]
+impl Projection for Logs {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["logs"]
+    }
+
+    async fn apply(
+        &self,
+        db: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut rows = Vec::new();
+        for event in events {
+            rows.extend(entry(event)?);
+        }
+        LOGS.insert(db, &rows).await
+    }
+}
+
+pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<LogRow>, ProjectionError> {
+    document(db, "SELECT to_jsonb(l) FROM logs l WHERE id = $1", &[&id]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ids_are_fixed_width_and_ordered_like_positions() {
+        assert_eq!(log_id(0), "000000000000000000000");
+        assert_eq!(log_id(35), "00000000000000000000z");
+        assert_eq!(log_id(36), "000000000000000000010");
+        assert!(log_id(1_000) < log_id(1_001));
+        assert_eq!(log_id(i64::MAX).len(), 21);
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub user_id: Option<String>,
+    pub application_id: Option<String>,
+    pub key: Option<String>,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+}
+
+/// Key families `/api/logs` shows (Logto hides webhook delivery logs and the like there).
+const LISTED_PREFIXES: &[&str] = &[
+    "ExchangeTokenBy%",
+    "RevokeToken%",
+    "RevokeGrants%",
+    "Interaction%",
+    "JwtCustomizer%",
+    "SamlApplication%",
+    "Action%",
+    "Unknown%",
+    "ManagementApi%",
+];
+
+fn filtered(select: &str, filter: &LogFilter) -> crate::Query {
+    let mut query = crate::Query::new(select);
+    let prefixes = query.bind(
+        LISTED_PREFIXES
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect::<Vec<_>>(),
+    );
+    query.push(&format!(" WHERE key LIKE ANY({prefixes})"));
+    if let Some(user_id) = &filter.user_id {
+        let p = query.bind(user_id.clone());
+        query.push(&format!(" AND user_id = {p}"));
+    }
+    if let Some(application_id) = &filter.application_id {
+        let p = query.bind(application_id.clone());
+        query.push(&format!(" AND application_id = {p}"));
+    }
+    if let Some(key) = &filter.key {
+        let p = query.bind(key.clone());
+        query.push(&format!(" AND key = {p}"));
+    }
+    if let Some(start) = filter.start_time {
+        let p = query.bind(start);
+        query.push(&format!(" AND created_at >= {p}"));
+    }
+    if let Some(end) = filter.end_time {
+        let p = query.bind(end);
+        query.push(&format!(" AND created_at <= {p}"));
+    }
+    query
+}
+
+/// Log entries matching `filter`, newest first, and how many match in all.
+pub async fn list(
+    db: &impl GenericClient,
+    filter: &LogFilter,
+    window: crate::Window,
+) -> Result<(Vec<LogRow>, i64), ProjectionError> {
+    let mut rows = filtered("SELECT to_jsonb(l) FROM logs l", filter);
+    let limit = rows.bind(window.limit);
+    let offset = rows.bind(window.offset);
+    rows.push(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
+    ));
+    let count = filtered("SELECT count(*) FROM logs l", filter);
+    Ok((rows.documents(db).await?, count.count(db).await?))
+}

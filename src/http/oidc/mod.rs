@@ -1,0 +1,28 @@
+//! The OpenID Connect provider under `/oidc`.
+
+mod client;
+mod discovery;
+pub mod error;
+pub mod params;
+mod token;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+
+pub use client::SECRET_HASH_KIND;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/oidc/.well-known/openid-configuration",
+            get(discovery::configuration),
+        )
+        .route(
+            "/oidc/.well-known/oauth-authorization-server",
+            get(discovery::configuration),
+        )
+        .route("/oidc/jwks", get(discovery::jwks))
+        .route("/oidc/token", post(token::token))
+}

@@ -1,0 +1,235 @@
+//! The token endpoint. Every call, granted or refused, is recorded as an `exchange.*` event
+//! (Logto's `ExchangeTokenBy.*` log) before the answer leaves.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use domain::application::AppType;
+use domain::exchange::{Exchange, ExchangeCommand, GrantType, Issued, Refused};
+use domain::{Actor, Metadata};
+use projections::{applications, resources};
+use serde::Serialize;
+use serde_json::json;
+
+use super::client::{self, Client};
+use super::error::OidcError;
+use super::params::Params;
+use crate::app::AppState;
+use crate::crypto::ids;
+use crate::http::error::ApiError;
+use crate::http::extract::RequestContext;
+
+/// Claims of a JWT access token (RFC 9068, as Logto issues them).
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    jti: &'a str,
+    sub: &'a str,
+    iat: i64,
+    exp: i64,
+    scope: &'a str,
+    client_id: &'a str,
+    iss: &'a str,
+    aud: &'a str,
+}
+
+struct Granted {
+    body: serde_json::Value,
+    issued: Issued,
+}
+
+fn grant_type(name: Option<&str>) -> GrantType {
+    match name {
+        Some("client_credentials") => GrantType::ClientCredentials,
+        Some("authorization_code") => GrantType::AuthorizationCode,
+        Some("refresh_token") => GrantType::RefreshToken,
+        Some(_) | None => GrantType::Unknown,
+    }
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = Params::from_body(&headers, &body);
+    let outcome = match &params {
+        Ok(params) => exchange(&state, &context, &headers, params).await,
+        Err(_) => Err(OidcError::invalid_request(
+            "the request body could not be read",
+        )),
+    };
+    let grant = params
+        .as_ref()
+        .ok()
+        .and_then(|p| p.single("grant_type").ok().flatten())
+        .map(str::to_owned);
+    let client_id = params
+        .as_ref()
+        .ok()
+        .and_then(|p| client::claimed_client_id(&headers, p));
+    let actor = client_id.clone().map_or(Actor::Anonymous, Actor::App);
+    let metadata = context.metadata(actor);
+    match outcome {
+        Ok(granted) => match record(
+            &state,
+            &metadata,
+            ExchangeCommand::RecordIssued(granted.issued),
+        )
+        .await
+        {
+            Ok(()) => no_store(axum::Json(granted.body).into_response()),
+            Err(error) => error.into_response(),
+        },
+        Err(error) => {
+            let refused = Refused {
+                grant_type: grant_type(grant.as_deref()),
+                application_id: client_id,
+                user_id: None,
+                error: error.error.to_owned(),
+                error_description: error.description.clone(),
+            };
+            if let Err(failure) =
+                record(&state, &metadata, ExchangeCommand::RecordRefused(refused)).await
+            {
+                tracing::warn!(?failure, "could not record a refused token request");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn record(
+    state: &AppState,
+    metadata: &Metadata,
+    command: ExchangeCommand,
+) -> Result<(), OidcError> {
+    let id = ids::standard_id().map_err(|_| OidcError::server_error())?;
+    state
+        .store
+        .execute::<Exchange>(&format!("exchange-{id}"), command, metadata)
+        .await?;
+    Ok(())
+}
+
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn exchange(
+    state: &AppState,
+    context: &RequestContext,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Granted, OidcError> {
+    let grant = params
+        .single("grant_type")?
+        .ok_or_else(|| OidcError::invalid_request("missing required parameter 'grant_type'"))?;
+    let client = client::authenticate(state, headers, params, context.now_ms()).await?;
+    match grant_type(Some(grant)) {
+        GrantType::ClientCredentials => client_credentials(state, context, params, client).await,
+        GrantType::AuthorizationCode | GrantType::RefreshToken | GrantType::Unknown => Err(
+            OidcError::new("unsupported_grant_type", "unsupported grant_type requested"),
+        ),
+    }
+}
+
+async fn client_credentials(
+    state: &AppState,
+    context: &RequestContext,
+    params: &Params,
+    client: Client,
+) -> Result<Granted, OidcError> {
+    if client.app_type != AppType::MachineToMachine {
+        return Err(OidcError::new(
+            "unauthorized_client",
+            "requested grant type is not allowed for this client",
+        ));
+    }
+    // Logto splits comma-separated indicators into repeated parameters.
+    let indicators: Vec<&str> = params
+        .all("resource")
+        .flat_map(|r| r.split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    let indicator = match indicators.as_slice() {
+        [] => {
+            return Err(OidcError::new(
+                "invalid_target",
+                "both `resource` and `organization_id` are not provided",
+            ));
+        }
+        [one] => *one,
+        [_, _, ..] => {
+            return Err(OidcError::new(
+                "invalid_target",
+                "only a single resource indicator value must be requested",
+            ));
+        }
+    };
+    let db = state.store.pool().get().await.map_err(ApiError::from)?;
+    let resource = resources::by_indicator(&db, indicator)
+        .await?
+        .ok_or_else(|| {
+            OidcError::new(
+                "invalid_target",
+                "resource indicator is missing, or unknown",
+            )
+        })?;
+    let granted = applications::granted_scopes(&db, &client.application.id, &resource.id).await?;
+    drop(db);
+    // Requested scopes the app's roles do not grant are dropped silently, as Logto does.
+    let mut scopes: Vec<&str> = Vec::new();
+    for scope in params.single("scope")?.unwrap_or_default().split(' ') {
+        if granted.iter().any(|g| g == scope) && !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    let scope = scopes.join(" ");
+    let token_id = ids::standard_id().map_err(|_| OidcError::server_error())?;
+    let issued_at = context.now.unix_timestamp();
+    let expires_in = resource.access_token_ttl;
+    let keys = state.keys.current().await?;
+    let access_token = keys
+        .sign(
+            &AccessClaims {
+                jti: &token_id,
+                sub: &client.application.id,
+                iat: issued_at,
+                exp: issued_at + expires_in,
+                scope: &scope,
+                client_id: &client.application.id,
+                iss: &state.issuer,
+                aud: indicator,
+            },
+            "at+jwt",
+        )
+        .map_err(|error| {
+            tracing::error!(%error, "signing an access token failed");
+            OidcError::server_error()
+        })?;
+    Ok(Granted {
+        body: json!({
+            "access_token": access_token,
+            "expires_in": expires_in,
+            "token_type": "Bearer",
+            "scope": scope,
+        }),
+        issued: Issued {
+            grant_type: GrantType::ClientCredentials,
+            application_id: client.application.id,
+            secret_name: client.secret_name,
+            user_id: None,
+            audience: Some(indicator.to_owned()),
+            scope,
+            token_types: vec!["AccessToken".to_owned()],
+            token_id,
+            expires_at: (issued_at + expires_in) * 1000,
+        },
+    })
+}

@@ -1,0 +1,468 @@
+//! Starts the real server for black-box tests: one managed PostgreSQL cluster per test run (the
+//! same code `idledger serve` uses), one database per test cloned from a migrated template, and
+//! the `idledger` binary on an ephemeral port.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use idledger::postgres::Cluster;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Fixed for tests so a dump can be checked for what it must not contain.
+pub const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const BOOTSTRAP_ID: &str = "bootstrap-m2m";
+pub const BOOTSTRAP_SECRET: &str = "bootstrap-secret-for-tests-0123456789";
+pub const MANAGEMENT_API: &str = "https://default.logto.app/api";
+const TEMPLATE: &str = "idledger_template";
+
+struct Shared {
+    /// URL of the cluster's maintenance database, for creating per-test databases.
+    admin_url: String,
+    run_dir: PathBuf,
+    bin_dir: PathBuf,
+}
+
+static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where tests may leave files for review (screenshots, logs); kept out of git.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = workspace().join("test-artifacts");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn shared() -> &'static Shared {
+    let result = SHARED.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        // The cluster dies with the thread that started it (parent-death signal), so it is
+        // started on a thread that lives as long as the test process.
+        std::thread::spawn(move || {
+            let run_dir = workspace()
+                .join("target")
+                .join("test-runs")
+                .join(std::process::id().to_string());
+            remove_stale_runs(run_dir.parent());
+            let started = Cluster::start(
+                &run_dir,
+                &[
+                    ("fsync", "off"),
+                    ("synchronous_commit", "off"),
+                    ("full_page_writes", "off"),
+                ],
+            );
+            match started {
+                Ok(cluster) => {
+                    let shared = Shared {
+                        admin_url: cluster.url("postgres"),
+                        run_dir: run_dir.clone(),
+                        bin_dir: cluster.bin_dir().to_path_buf(),
+                    };
+                    let template = make_template(&shared);
+                    let _ = sender.send(template.map(|()| shared));
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error.to_string()));
+                }
+            }
+        });
+        receiver
+            .recv()
+            .unwrap_or_else(|e| Err(format!("cluster thread died: {e}")))
+    });
+    match result {
+        Ok(shared) => shared,
+        Err(error) => panic!("test PostgreSQL cluster unavailable: {error}"),
+    }
+}
+
+/// Run folders of earlier test processes that are no longer alive.
+fn remove_stale_runs(runs: Option<&Path>) {
+    let Some(runs) = runs else { return };
+    for entry in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        let alive = entry
+            .file_name()
+            .to_str()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn make_template(shared: &Shared) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        idledger::app::ensure_database(&shared.admin_url, TEMPLATE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = shared
+            .admin_url
+            .replacen("/postgres?", &format!("/{TEMPLATE}?"), 1);
+        let mut client = idledger::app::connect(&url)
+            .await
+            .map_err(|e| e.to_string())?;
+        idledger::migrate::apply(&mut client)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+pub fn database_url(name: &str) -> String {
+    shared()
+        .admin_url
+        .replacen("/postgres?", &format!("/{name}?"), 1)
+}
+
+pub fn pg_bin(tool: &str) -> PathBuf {
+    shared().bin_dir.join(tool)
+}
+
+/// A fresh database cloned from the migrated template.
+pub async fn fresh_database() -> String {
+    let shared = shared();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = idledger::app::connect(&shared.admin_url)
+        .await
+        .expect("connect to the test cluster");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        .await
+        .expect("clone the template database");
+    name
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub database: String,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    child: Child,
+    env: Vec<(String, String)>,
+    token: tokio::sync::OnceCell<String>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(&[]).await
+    }
+
+    /// Starts a server on a new database with extra environment variables.
+    pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
+        let database = fresh_database().await;
+        let data_dir = shared().run_dir.join(format!("server-{database}"));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, base) = spawn_server(&database, &data_dir, &env);
+        TestServer {
+            base,
+            database,
+            data_dir,
+            http: reqwest::Client::new(),
+            child,
+            env,
+            token: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// A second node on the same database.
+    pub fn second_node(&self) -> Node {
+        let data_dir = self.data_dir.with_extension("node2");
+        let (child, base) = spawn_server(&self.database, &data_dir, &self.env);
+        Node { base, child }
+    }
+
+    /// SIGKILL, then start again on the same database.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base) = spawn_server(&self.database, &self.data_dir, &self.env);
+        self.child = child;
+        self.base = base;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn database_url(&self) -> String {
+        database_url(&self.database)
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        idledger::app::connect(&self.database_url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// A Management API token for the bootstrap app.
+    pub async fn token(&self) -> String {
+        self.token
+            .get_or_init(|| async {
+                let response = self
+                    .http
+                    .post(self.url("/oidc/token"))
+                    .basic_auth(BOOTSTRAP_ID, Some(BOOTSTRAP_SECRET))
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("resource", MANAGEMENT_API),
+                        ("scope", "all"),
+                    ])
+                    .send()
+                    .await
+                    .expect("token request");
+                assert_eq!(response.status(), StatusCode::OK, "bootstrap token");
+                let body: Value = response.json().await.expect("token JSON");
+                body["access_token"]
+                    .as_str()
+                    .expect("access_token")
+                    .to_owned()
+            })
+            .await
+            .clone()
+    }
+
+    /// An authenticated Management API call; returns status, headers and JSON body (Null when
+    /// empty).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let token = self.token().await;
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header("user-agent", "idledger-tests/1.0");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// The log as stored, in position order.
+    pub async fn events(&self) -> Vec<StoredEvent> {
+        self.db()
+            .await
+            .query(
+                "SELECT position, stream_id, event_type, actor_kind, actor_id, ip, user_agent, \
+                 request_id, personal IS NOT NULL, payload FROM events ORDER BY position",
+                &[],
+            )
+            .await
+            .expect("read events")
+            .iter()
+            .map(|row| StoredEvent {
+                position: row.get(0),
+                stream_id: row.get(1),
+                event_type: row.get(2),
+                actor_kind: row.get(3),
+                actor_id: row.get(4),
+                ip: row.get(5),
+                user_agent: row.get(6),
+                request_id: row.get(7),
+                sealed: row.get(8),
+                payload: row.get(9),
+            })
+            .collect()
+    }
+
+    /// Runs the replay CLI against this server's database.
+    pub fn replay(&self, args: &[&str]) -> std::process::Output {
+        Command::new(replay_binary())
+            .args(args)
+            .env("DATABASE_URL", self.database_url())
+            .env("IDLEDGER_KEK", KEK)
+            .env("IDLEDGER_DATA_DIR", &self.data_dir)
+            .output()
+            .expect("run replay")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Another server process on the same database.
+pub struct Node {
+    pub base: String,
+    child: Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub stream_id: String,
+    pub event_type: String,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// Whether the event has a sealed personal part (IP and user agent live there then).
+    pub sealed: bool,
+    pub payload: Value,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("response body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        &self.body
+    }
+
+    /// Asserts a Logto error reply.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) {
+        self.expect(status);
+        assert_eq!(self.body["code"], code, "error body: {}", self.body);
+        assert!(
+            self.body["message"].is_string(),
+            "error body: {}",
+            self.body
+        );
+    }
+}
+
+fn server_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_idledger"))
+}
+
+fn replay_binary() -> PathBuf {
+    // The replay binary is built by the workspace; it sits beside the server binary.
+    server_binary().with_file_name("replay")
+}
+
+fn spawn_server(database: &str, data_dir: &Path, env: &[(String, String)]) -> (Child, String) {
+    let _ = std::fs::create_dir_all(data_dir);
+    let mut command = Command::new(server_binary());
+    command
+        .arg("serve")
+        .env("DATABASE_URL", database_url(database))
+        .env("PORT", "0")
+        .env("IDLEDGER_BIND", "127.0.0.1")
+        .env("IDLEDGER_KEK", KEK)
+        .env("IDLEDGER_DATA_DIR", data_dir)
+        .env("IDLEDGER_BOOTSTRAP_CLIENT_ID", BOOTSTRAP_ID)
+        .env("IDLEDGER_BOOTSTRAP_CLIENT_SECRET", BOOTSTRAP_SECRET)
+        .env("IDLEDGER_DB_POOL_SIZE", "8")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start idledger");
+    let stdout = child.stdout.take().expect("server stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let log_path = data_dir.join("server.log");
+    std::thread::spawn(move || {
+        let mut log = std::fs::File::create(&log_path).ok();
+        let mut sender = Some(sender);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(log) = &mut log {
+                let _ = writeln!(log, "{line}");
+            }
+            if line.contains("\"listening\"") {
+                let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
+                if let (Some(sender), Some(address)) = (sender.take(), parsed["address"].as_str()) {
+                    let _ = sender.send(address.to_owned());
+                }
+            }
+        }
+    });
+    let address = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!(
+                "idledger did not start; see {}",
+                data_dir.join("server.log").display()
+            )
+        });
+    (child, format!("http://{address}"))
+}
