@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_postgres::NoTls;
 
-use crate::config::Config;
+use crate::config::{Config, Storage};
 use crate::crypto::signing::SigningKeys;
 use crate::crypto::{CryptoError, Keyring};
 use crate::http::extract::TrustProxy;
@@ -66,7 +66,7 @@ pub struct Environment {
 impl Environment {
     /// Must run on a thread that outlives the cluster (the main thread): the cluster is stopped
     /// by the kernel when the thread that started it ends.
-    pub async fn open(config: &Config) -> Result<Environment, AppError> {
+    pub async fn open(config: &Storage) -> Result<Environment, AppError> {
         let keyring = Arc::new(load_keyring(config)?);
         let (cluster, url) = match &config.database_url {
             Some(url) => (None, url.clone()),
@@ -134,7 +134,7 @@ pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), AppError
     Ok(())
 }
 
-fn load_keyring(config: &Config) -> Result<Keyring, AppError> {
+fn load_keyring(config: &Storage) -> Result<Keyring, AppError> {
     if let Some(kek) = &config.kek {
         return Ok(Keyring::from_base64(kek)?);
     }
@@ -193,7 +193,7 @@ impl FromRef<AppState> for TrustProxy {
 pub async fn serve(config: Config) -> Result<(), AppError> {
     crate::telemetry::init_logging();
     let metrics = crate::telemetry::init_metrics();
-    let environment = Environment::open(&config).await?;
+    let environment = Environment::open(&config.storage).await?;
     let listener = TcpListener::bind((config.bind.as_str(), config.port))
         .await
         .map_err(|e| AppError::Io(format!("binding {}:{}: {e}", config.bind, config.port)))?;
@@ -206,7 +206,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         crate::bootstrap::BootstrapSettings {
             client_id: config.bootstrap_client_id.as_deref(),
             client_secret: config.bootstrap_client_secret.as_deref(),
-            data_dir: &config.data_dir,
+            data_dir: &config.storage.data_dir,
         },
     )
     .await?;

@@ -14,6 +14,22 @@ pub struct Config {
     /// Public base URL; the OIDC issuer is `<ENDPOINT>/oidc`. Default `http://localhost:<port>`.
     #[arg(long, env = "ENDPOINT")]
     pub endpoint: Option<String>,
+    #[command(flatten)]
+    pub storage: Storage,
+    /// Client id of the machine-to-machine app `serve` ensures, with Management API access.
+    #[arg(long, env = "IDLEDGER_BOOTSTRAP_CLIENT_ID")]
+    pub bootstrap_client_id: Option<String>,
+    #[arg(long, env = "IDLEDGER_BOOTSTRAP_CLIENT_SECRET", hide_env_values = true)]
+    pub bootstrap_client_secret: Option<String>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy you control).
+    #[arg(long, env = "TRUST_PROXY", default_value_t = false)]
+    pub trust_proxy: bool,
+}
+
+/// Where the data lives: the database and the key that unlocks its secrets. Shared by the
+/// server and the replay CLI.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Storage {
     /// An existing PostgreSQL database. Without it, a managed cluster runs under the data folder.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -24,17 +40,9 @@ pub struct Config {
     /// Base64 of the 32-byte key-encryption key. Without it one is generated into the data folder.
     #[arg(long, env = "IDLEDGER_KEK", hide_env_values = true)]
     pub kek: Option<String>,
-    /// Client id of the machine-to-machine app `serve` ensures, with Management API access.
-    #[arg(long, env = "IDLEDGER_BOOTSTRAP_CLIENT_ID")]
-    pub bootstrap_client_id: Option<String>,
-    #[arg(long, env = "IDLEDGER_BOOTSTRAP_CLIENT_SECRET", hide_env_values = true)]
-    pub bootstrap_client_secret: Option<String>,
-    /// Database connections per node.
+    /// Database connections per process.
     #[arg(long, env = "IDLEDGER_DB_POOL_SIZE", default_value_t = 32)]
     pub pool_size: usize,
-    /// Take the client IP from `X-Forwarded-For` (only behind a proxy you control).
-    #[arg(long, env = "TRUST_PROXY", default_value_t = false)]
-    pub trust_proxy: bool,
 }
 
 impl Config {
