@@ -2,4 +2,8 @@
 
 mod support;
 
+mod applications;
+mod event_store;
+mod management_auth;
+mod signing_keys;
 mod skeleton;

@@ -155,6 +155,8 @@ pub async fn fresh_database() -> String {
 
 pub struct TestServer {
     pub base: String,
+    /// The server's public `ENDPOINT` (issuer = `<endpoint>/oidc`).
+    pub endpoint: String,
     pub database: String,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
@@ -176,9 +178,10 @@ impl TestServer {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let (child, base) = spawn_server(&database, &data_dir, &env);
+        let (child, base, endpoint) = spawn_server(&database, &data_dir, &env);
         TestServer {
             base,
+            endpoint,
             database,
             data_dir,
             http: reqwest::Client::new(),
@@ -188,18 +191,26 @@ impl TestServer {
         }
     }
 
-    /// A second node on the same database.
+    /// A second node on the same database, behind the same public endpoint.
     pub fn second_node(&self) -> Node {
         let data_dir = self.data_dir.with_extension("node2");
-        let (child, base) = spawn_server(&self.database, &data_dir, &self.env);
+        let mut env = self.env.clone();
+        env.push(("ENDPOINT".to_owned(), self.endpoint.clone()));
+        let (child, base, _) = spawn_server(&self.database, &data_dir, &env);
         Node { base, child }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/oidc", self.endpoint)
     }
 
     /// SIGKILL, then start again on the same database.
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, base) = spawn_server(&self.database, &self.data_dir, &self.env);
+        let mut env = self.env.clone();
+        env.push(("ENDPOINT".to_owned(), self.endpoint.clone()));
+        let (child, base, _) = spawn_server(&self.database, &self.data_dir, &env);
         self.child = child;
         self.base = base;
     }
@@ -413,11 +424,23 @@ fn server_binary() -> PathBuf {
 }
 
 fn replay_binary() -> PathBuf {
-    // The replay binary is built by the workspace; it sits beside the server binary.
-    server_binary().with_file_name("replay")
+    // The replay binary belongs to another package of the workspace; the test command builds
+    // every binary first, and it lands beside the server's.
+    let path = server_binary().with_file_name("replay");
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
 }
 
-fn spawn_server(database: &str, data_dir: &Path, env: &[(String, String)]) -> (Child, String) {
+/// Starts the binary; returns the process, its base URL and its public endpoint.
+fn spawn_server(
+    database: &str,
+    data_dir: &Path,
+    env: &[(String, String)],
+) -> (Child, String, String) {
     let _ = std::fs::create_dir_all(data_dir);
     let mut command = Command::new(server_binary());
     command
@@ -449,13 +472,17 @@ fn spawn_server(database: &str, data_dir: &Path, env: &[(String, String)]) -> (C
             }
             if line.contains("\"listening\"") {
                 let parsed: Value = serde_json::from_str(&line).unwrap_or_default();
-                if let (Some(sender), Some(address)) = (sender.take(), parsed["address"].as_str()) {
-                    let _ = sender.send(address.to_owned());
+                if let (Some(sender), Some(address), Some(endpoint)) = (
+                    sender.take(),
+                    parsed["address"].as_str(),
+                    parsed["endpoint"].as_str(),
+                ) {
+                    let _ = sender.send((address.to_owned(), endpoint.to_owned()));
                 }
             }
         }
     });
-    let address = receiver
+    let (address, endpoint) = receiver
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| {
             let _ = child.kill();
@@ -464,5 +491,87 @@ fn spawn_server(database: &str, data_dir: &Path, env: &[(String, String)]) -> (C
                 data_dir.join("server.log").display()
             )
         });
-    (child, format!("http://{address}"))
+    (child, format!("http://{address}"), endpoint)
+}
+
+impl TestServer {
+    /// `POST /oidc/token` with the given form and optional HTTP Basic credentials.
+    pub async fn token_request(&self, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.post(self.url("/oidc/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        Reply::from(request.send().await.expect("token request")).await
+    }
+
+    /// A Management API token for any machine-to-machine app.
+    pub async fn token_for(&self, client_id: &str, secret: &str) -> String {
+        let reply = self
+            .token_request(
+                Some((client_id, secret)),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("resource", MANAGEMENT_API),
+                    ("scope", "all"),
+                ],
+            )
+            .await;
+        reply.expect(200)["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// A Management API call with an explicit `Authorization` header value (or none).
+    pub async fn call_with(&self, authorization: Option<&str>, path: &str) -> Reply {
+        let mut request = self.http.get(self.url(path));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
+    /// Signs `claims` with the server's current private key, read from the vault with the
+    /// test KEK, to forge tokens the server would otherwise never issue (expired, no `sub`...).
+    pub async fn sign_as_server(&self, claims: &Value) -> String {
+        let db = self.db().await;
+        let row = db
+            .query_one(
+                "SELECT k.kid, v.ref, v.sealed FROM signing_keys k JOIN vault v ON v.ref = k.vault_ref \
+                 ORDER BY k.generation DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .expect("current signing key");
+        let (kid, vault_ref, sealed): (String, String, Vec<u8>) =
+            (row.get(0), row.get(1), row.get(2));
+        let keyring = idledger::crypto::Keyring::from_base64(KEK).expect("test KEK");
+        let pkcs8 = keyring.open_vault(&vault_ref, &sealed).expect("open vault");
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some(kid);
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(&pkcs8),
+        )
+        .expect("sign")
+    }
+
+    /// Asserts that `replay check` finds the read models equal to a refold of the log.
+    pub fn assert_replay_check(&self) {
+        let output = self.replay(&["check"]);
+        assert!(
+            output.status.success(),
+            "replay check failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
