@@ -1,5 +1,8 @@
 //! The black-box suite: the real `idledger` binary over HTTP against real PostgreSQL.
 
+// A failed setup or expectation aborts the test, which is how a test reports it.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod applications;

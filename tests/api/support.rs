@@ -34,13 +34,6 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where tests may leave files for review (screenshots, logs); kept out of git.
-pub fn artifacts_dir() -> PathBuf {
-    let dir = workspace().join("test-artifacts");
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
 fn shared() -> &'static Shared {
     let result = SHARED.get_or_init(|| {
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -204,17 +197,6 @@ impl TestServer {
         format!("{}/oidc", self.endpoint)
     }
 
-    /// SIGKILL, then start again on the same database.
-    pub fn crash_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut env = self.env.clone();
-        env.push(("ENDPOINT".to_owned(), self.endpoint.clone()));
-        let (child, base, _) = spawn_server(&self.database, &self.data_dir, &env);
-        self.child = child;
-        self.base = base;
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -297,7 +279,7 @@ impl TestServer {
             .await
             .query(
                 "SELECT position, stream_id, event_type, actor_kind, actor_id, ip, user_agent, \
-                 request_id, personal IS NOT NULL, payload FROM events ORDER BY position",
+                 request_id, payload FROM events ORDER BY position",
                 &[],
             )
             .await
@@ -312,8 +294,7 @@ impl TestServer {
                 ip: row.get(5),
                 user_agent: row.get(6),
                 request_id: row.get(7),
-                sealed: row.get(8),
-                payload: row.get(9),
+                payload: row.get(8),
             })
             .collect()
     }
@@ -360,8 +341,6 @@ pub struct StoredEvent {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    /// Whether the event has a sealed personal part (IP and user agent live there then).
-    pub sealed: bool,
     pub payload: Value,
 }
 
