@@ -21,7 +21,8 @@ CREATE TABLE events (
     user_agent    text,
     request_id    text,
     occurred_at   timestamptz NOT NULL,
-    CONSTRAINT events_stream_sequence UNIQUE (stream_id, sequence)
+    -- A stream is named by its aggregate type and id: a user and a role may share an id.
+    CONSTRAINT events_stream_sequence UNIQUE (stream_type, stream_id, sequence)
 );
 
 CREATE INDEX events_subject ON events (subject_id, position) WHERE subject_id IS NOT NULL;

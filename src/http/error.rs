@@ -9,7 +9,9 @@ use domain::application::ApplicationError;
 use domain::resource::ResourceError;
 use domain::role::RoleError;
 use domain::signing_key::SigningKeyError;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -112,15 +114,28 @@ impl ApiError {
     }
 }
 
+/// Logto's error body, as sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Dotted error code, e.g. `entity.not_exists_with_id`.
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    /// Validation details, one line per problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "code": self.code, "message": self.message });
-        if let Some(data) = self.data {
-            body["data"] = data;
-        }
-        if let Some(details) = self.details {
-            body["details"] = Value::String(details);
-        }
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+            data: self.data,
+            details: self.details,
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             if let Ok(value) = HeaderValue::from_str(&value) {

@@ -118,6 +118,8 @@ fn classify(error: &tokio_postgres::Error) -> StoreError {
         c if *c == SqlState::STRING_DATA_RIGHT_TRUNCATION => {
             StoreError::Constraint("value_too_long".to_owned())
         }
+        // Other data exceptions (e.g. text PostgreSQL cannot store) are the input's fault.
+        c if c.code().starts_with("22") => StoreError::Constraint("invalid_data".to_owned()),
         c if c.code().starts_with("08")
             || c.code().starts_with("57P")
             || *c == SqlState::CANNOT_CONNECT_NOW
@@ -202,10 +204,10 @@ where
     ) -> Result<Staged, StoreError> {
         let statement = tx
             .prepare_cached(&format!(
-                "{SELECT_EVENTS} WHERE e.stream_id = $1 ORDER BY e.sequence"
+                "{SELECT_EVENTS} WHERE e.stream_type = $1 AND e.stream_id = $2 ORDER BY e.sequence"
             ))
             .await?;
-        let rows = tx.query(&statement, &[&self.stream_id]).await?;
+        let rows = tx.query(&statement, &[&A::TYPE, &self.stream_id]).await?;
         let mut state = A::default();
         let mut last_sequence = 0;
         for row in &rows {

@@ -117,7 +117,7 @@ async fn sixteen_writers_with_conflicts_and_rollbacks_leave_no_gap_and_lose_noth
     let holes: i64 = db
         .query_one(
             "SELECT count(*) FROM (SELECT stream_id, max(sequence) AS top, count(*) AS n \
-             FROM events GROUP BY stream_id) s WHERE top <> n",
+             FROM events GROUP BY stream_type, stream_id) s WHERE top <> n",
             &[],
         )
         .await

@@ -8,5 +8,6 @@ mod support;
 mod applications;
 mod event_store;
 mod management_auth;
+mod schemathesis;
 mod signing_keys;
 mod skeleton;

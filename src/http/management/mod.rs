@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::http::auth::require_management;
+use crate::http::error::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,9 +23,61 @@ use crate::http::auth::require_management;
         title = "idledger Management API",
         description = "Logto-compatible Management API of idledger, an event-sourced identity server.",
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
 )]
 struct ApiDoc;
+
+/// Every Management API route can answer these, whatever else it documents: bad input,
+/// authentication, authorisation, absence, conflicts, refusals and outages.
+struct ErrorResponses;
+
+const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("400", "The request is invalid."),
+    ("401", "The Management API token is missing or invalid."),
+    ("403", "The token lacks the `all` scope."),
+    ("404", "The resource does not exist."),
+    ("405", "The method is not allowed on this route."),
+    ("409", "Concurrent modification; retry."),
+    ("413", "The request body is too large."),
+    ("422", "The request conflicts with existing data."),
+    ("503", "The database is unavailable; retry."),
+];
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in COMMON_ERRORS {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
@@ -53,7 +106,9 @@ fn documented() -> OpenApiRouter<AppState> {
 
 /// The routes, behind authentication, and their OpenAPI document.
 pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, openapi) = documented().split_for_parts();
+    let (router, mut openapi) = documented().split_for_parts();
+    // The routes join the document only now, so the shared responses are added after them.
+    ErrorResponses.modify(&mut openapi);
     (
         router.route_layer(from_fn_with_state(state, require_management)),
         openapi,

@@ -55,17 +55,31 @@ impl Params {
                     }
                 }
             }
-            return Ok(Params(pairs));
+            return Params(pairs).checked();
         }
         if content_type.is_empty() || content_type.starts_with("application/x-www-form-urlencoded")
         {
             let text = std::str::from_utf8(body)
                 .map_err(|_| OidcError::invalid_request("the request body is not UTF-8"))?;
-            return Ok(Params::from_query(text));
+            return Params::from_query(text).checked();
         }
         Err(OidcError::invalid_request(
             "only application/x-www-form-urlencoded or application/json content is accepted",
         ))
+    }
+
+    /// Refuses NUL characters, which no parameter legitimately carries and the log cannot store.
+    fn checked(self) -> Result<Params, OidcError> {
+        if self
+            .0
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(OidcError::invalid_request(
+                "parameters must not contain NUL characters",
+            ));
+        }
+        Ok(self)
     }
 
     /// A parameter that may appear at most once (RFC 6749 §3.1).
