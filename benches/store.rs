@@ -12,7 +12,8 @@
 //! - `BENCH_SECONDS`    measured seconds per writer count (default 10)
 //! - `BENCH_WARMUP`     warm-up seconds per writer count (default 2)
 //! - `BENCH_WRITERS`    writer counts, comma-separated (default 1,8,64)
-//! - `BENCH_UNIT`       commands per unit of work when generating (default 1000)
+//! - `BENCH_UNIT`       commands per unit of work when generating (default 100; larger units
+//!   are slower per event)
 //! - `BENCH_GENERATORS` concurrent generating tasks (default 4)
 //! - `BENCH_KEEP=1`     keep `target/bench-data/<pid>` afterwards
 //!
@@ -191,8 +192,8 @@ async fn appends(
         ms(latencies.last().copied().unwrap_or_default()),
     );
     println!(
-        "             {}; WAL syncs {} ({:.2} per commit), {:.0} WAL bytes per event",
-        cpu_after.report(&cpu_before, false),
+        "             {}; WAL syncs ~{} (~{:.2} per commit), {:.0} WAL bytes per event",
+        cpu_after.report(&cpu_before, false, commits),
         wal_after.1 - wal_before.1,
         (wal_after.1 - wal_before.1) as f64 / commits.max(1.0),
         (wal_after.0 - wal_before.0) as f64 / commits.max(1.0),
@@ -203,11 +204,16 @@ async fn appends(
     Ok(())
 }
 
-/// (WAL bytes, WAL syncs) of the cluster so far.
+/// (WAL bytes written, WAL syncs) of the cluster so far. The sync count comes from the
+/// cumulative statistics, which backends flush about once a second: it is approximate.
 async fn wal_stats(store: &EventStore) -> Result<(i64, i64), BoxError> {
     let client = store.pool().get().await?;
     let row = client
-        .query_one("SELECT wal_bytes::bigint, wal_sync FROM pg_stat_wal", &[])
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, wal_sync \
+             FROM pg_stat_wal",
+            &[],
+        )
         .await?;
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
@@ -224,7 +230,7 @@ async fn head(store: &EventStore) -> Result<i64, BoxError> {
 async fn generate(store: &EventStore, target: i64) -> Result<(), BoxError> {
     let start_head = head(store).await?;
     let wanted = u64::try_from(target - start_head).unwrap_or(0);
-    let unit_size: u64 = env_or("BENCH_UNIT", 1000u64).max(1);
+    let unit_size: u64 = env_or("BENCH_UNIT", 100u64).max(1);
     let generators: usize = env_or("BENCH_GENERATORS", 4usize).max(1);
     println!(
         "log holds {start_head} events; generating {wanted} more ({unit_size} per unit, {generators} tasks)"
@@ -323,9 +329,30 @@ async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<()
         (total - refolded).as_secs_f64(),
         folded as f64 / total.as_secs_f64().max(1e-9),
     );
-    println!("        {}", cpu_after.report(&cpu_before, false));
     println!(
-        "        peak RSS before replay {:.1} MiB, after {:.1} MiB",
+        "             {}",
+        cpu_after.report(&cpu_before, false, folded as f64)
+    );
+
+    // The same pass with no projection: what reading and decoding the log costs alone.
+    let tx = client.transaction().await?;
+    let started = Instant::now();
+    let cpu_before = CpuSnapshot::take(None, postmaster);
+    let read = idledger::store::refold(&tx, &environment.keyring, &[], 0, head, |_| {}).await?;
+    let read_seconds = started.elapsed().as_secs_f64();
+    let cpu_after = CpuSnapshot::take(None, postmaster);
+    tx.rollback().await?;
+    println!(
+        "read+decode only (refold with no projection): {read} events: {:>8.0} events/s ({read_seconds:.2} s, {:.0}% of the refold)",
+        read as f64 / read_seconds.max(1e-9),
+        100.0 * read_seconds / fold_seconds.max(1e-9)
+    );
+    println!(
+        "             {}",
+        cpu_after.report(&cpu_before, false, read as f64)
+    );
+    println!(
+        "             peak RSS before replay {:.1} MiB, after {:.1} MiB",
         rss_before as f64 / 1024.0,
         common::status_kb("VmHWM") as f64 / 1024.0
     );

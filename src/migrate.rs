@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (3, "0003_applications"),
     (4, "0004_signing_keys"),
     (5, "0005_logs"),
+    (6, "0006_users"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

@@ -21,8 +21,11 @@ pub fn env_or<T: FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// A comma-separated list of numbers from the environment, or `default`.
+/// A comma-separated list of numbers from the environment, or `default`; `none` for no entry.
 pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    if std::env::var(name).is_ok_and(|v| v.trim() == "none") {
+        return Vec::new();
+    }
     let parsed: Vec<usize> = std::env::var(name)
         .unwrap_or_default()
         .split(',')
@@ -126,6 +129,14 @@ pub fn postgres_cpu(postmaster: u32) -> f64 {
     total / TICKS
 }
 
+/// CPU seconds of the calling thread, to the nanosecond.
+pub fn thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
 /// The postmaster's pid, from the cluster under `run_dir`.
 pub fn postmaster_pid(run_dir: &Path) -> Option<u32> {
     std::fs::read_to_string(run_dir.join("postgres").join("postmaster.pid"))
@@ -193,19 +204,27 @@ impl CpuSnapshot {
         }
     }
 
-    /// One line: CPU seconds per party over the interval, and how busy the machine was.
-    pub fn report(&self, before: &CpuSnapshot, with_server: bool) -> String {
+    /// Two lines: CPU seconds per party over the interval and how busy the machine was, then
+    /// CPU microseconds per operation (`ops` operations completed in the interval).
+    pub fn report(&self, before: &CpuSnapshot, with_server: bool, ops: f64) -> String {
         let wall_cores = (self.machine_total - before.machine_total).max(1e-9);
         let busy = self.machine_busy - before.machine_busy;
-        let mut line = format!("cpu s: bench {:.2}", self.bench - before.bench);
+        let bench = self.bench - before.bench;
+        let server = self.server - before.server;
+        let postgres = self.postgres - before.postgres;
+        let others = (busy - bench - server - postgres).max(0.0);
+        let per_op = |seconds: f64| seconds * 1e6 / ops.max(1.0);
+        let mut line = format!("cpu s: bench {bench:.2}");
+        let mut per = format!("cpu us/op: bench {:.0}", per_op(bench));
         if with_server {
-            line.push_str(&format!(", server {:.2}", self.server - before.server));
+            line.push_str(&format!(", server {server:.2}"));
+            per.push_str(&format!(", server {:.0}", per_op(server)));
         }
         line.push_str(&format!(
-            ", postgres {:.2}; machine busy {:.0}% of all cores",
-            self.postgres - before.postgres,
-            100.0 * busy / wall_cores
+            ", postgres {postgres:.2}, other processes {others:.2}; machine busy {:.0}% of {wall_cores:.1} core-s",
+            100.0 * busy / wall_cores,
         ));
-        line
+        per.push_str(&format!(", postgres {:.0}", per_op(postgres)));
+        format!("{line}\n             {per}")
     }
 }

@@ -10,6 +10,7 @@ pub mod resource;
 pub mod role;
 pub mod signing_key;
 pub mod upcast;
+pub mod user;
 
 #[cfg(test)]
 mod spec;
@@ -31,4 +32,6 @@ pub enum Rejection {
     SigningKey(#[from] signing_key::SigningKeyError),
     #[error(transparent)]
     Exchange(#[from] exchange::ExchangeError),
+    #[error(transparent)]
+    User(#[from] user::UserError),
 }

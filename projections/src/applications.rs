@@ -7,11 +7,10 @@ use deadpool_postgres::{GenericClient, Transaction};
 use domain::RecordedEvent;
 use domain::application::ApplicationEvent;
 use domain::patch::Patch;
-use domain::role::RoleEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::rows::{Rows, StreamFold, document, documents, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, documents, single};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,28 +197,13 @@ impl Projection for Applications {
         &["applications", "application_secrets", "applications_roles"]
     }
 
-    /// A deleted role leaves every application that held it, so the batch is folded in segments
-    /// split at each `role.deleted`, with the removal applied in between.
+    /// A deleted role leaves every application that held it.
     async fn apply(
         &self,
         db: &Transaction<'_>,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let mut rest = events;
-        while let Some(split) = rest.iter().position(|e| e.event_type == "role.deleted") {
-            fold_streams(self, db, &rest[..split]).await?;
-            let deleted = &rest[split];
-            if let RoleEvent::Deleted {} =
-                domain::decode::<RoleEvent>(&deleted.event_type, &deleted.payload)?
-            {
-                let statement = db
-                    .prepare_cached("DELETE FROM applications_roles WHERE role_id = $1")
-                    .await?;
-                db.execute(&statement, &[&deleted.stream_id]).await?;
-            }
-            rest = &rest[split + 1..];
-        }
-        fold_streams(self, db, rest).await
+        crate::roles::fold_dropping_deleted_roles(self, db, events, "applications_roles").await
     }
 }
 

@@ -9,6 +9,7 @@ pub mod roles;
 mod rows;
 pub mod search;
 pub mod signing_keys;
+pub mod users;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
@@ -49,6 +50,7 @@ pub static ALL: &[&dyn Projection] = &[
     &resources::Resources,
     &roles::Roles,
     &applications::Applications,
+    &users::Users,
     &signing_keys::SigningKeys,
     &logs::Logs,
 ];

@@ -3,8 +3,10 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Transaction};
+use domain::Actor;
 use domain::RecordedEvent;
 use domain::exchange::ExchangeEvent;
+use domain::user::UserEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -93,6 +95,28 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
                 (key, payload, refused.user_id, refused.application_id)
             }
         },
+        "user" => match &event.metadata.actor {
+            Actor::App(_) | Actor::Admin(_) => {
+                let (action, details) = user_change(domain::decode::<UserEvent>(
+                    &event.event_type,
+                    &event.payload,
+                )?);
+                let key = format!("ManagementApi.User.{action}");
+                let mut payload = base(&key, true, event);
+                payload.insert("userId".into(), json!(event.stream_id));
+                payload.insert("actor".into(), json!(event.metadata.actor));
+                let application_id = match &event.metadata.actor {
+                    Actor::App(id) => {
+                        payload.insert("applicationId".into(), json!(id));
+                        Some(id.clone())
+                    }
+                    Actor::User(_) | Actor::Admin(_) | Actor::System | Actor::Anonymous => None,
+                };
+                payload.extend(details);
+                (key, payload, Some(event.stream_id.clone()), application_id)
+            }
+            Actor::User(_) | Actor::System | Actor::Anonymous => return Ok(None),
+        },
         _ => return Ok(None),
     };
     Ok(Some(LogRow {
@@ -103,6 +127,65 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
         application_id,
         created_at: event.occurred_at_ms(),
     }))
+}
+
+/// What a Management API change to a user did, as a log action name and the non-secret facts
+/// worth keeping with it (changed field names, targets, role ids; never values of secrets).
+fn user_change(event: UserEvent) -> (&'static str, Map<String, Value>) {
+    let fields = |value: Value| {
+        Map::from_iter([(
+            "fields".to_owned(),
+            json!(
+                value
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>())
+            ),
+        )])
+    };
+    match event {
+        UserEvent::Created(_) => ("Create", Map::new()),
+        UserEvent::Updated(patch) => ("Update", fields(json!(patch))),
+        UserEvent::CustomDataMerged { custom_data } => {
+            ("UpdateCustomData", fields(Value::Object(custom_data)))
+        }
+        UserEvent::ProfileMerged { profile } => ("UpdateProfile", fields(Value::Object(profile))),
+        UserEvent::PasswordSet(_) => ("UpdatePassword", Map::new()),
+        UserEvent::PasswordRehashed(_) => ("RehashPassword", Map::new()),
+        UserEvent::Suspended {} => ("Suspend", Map::new()),
+        UserEvent::Reactivated {} => ("Reactivate", Map::new()),
+        UserEvent::Deleted {} => ("Delete", Map::new()),
+        UserEvent::IdentityLinked { target, .. } => (
+            "LinkIdentity",
+            Map::from_iter([("target".to_owned(), json!(target))]),
+        ),
+        UserEvent::IdentityUnlinked { target } => (
+            "UnlinkIdentity",
+            Map::from_iter([("target".to_owned(), json!(target))]),
+        ),
+        UserEvent::RolesAssigned { role_ids } => (
+            "AssignRoles",
+            Map::from_iter([("roleIds".to_owned(), json!(role_ids))]),
+        ),
+        UserEvent::RoleRemoved { role_id } => (
+            "RemoveRole",
+            Map::from_iter([("roleId".to_owned(), json!(role_id))]),
+        ),
+        UserEvent::PersonalAccessTokenAdded(token) => (
+            "CreatePersonalAccessToken",
+            Map::from_iter([("name".to_owned(), json!(token.name))]),
+        ),
+        UserEvent::PersonalAccessTokenRenamed { name, new_name } => (
+            "RenamePersonalAccessToken",
+            Map::from_iter([
+                ("name".to_owned(), json!(name)),
+                ("newName".to_owned(), json!(new_name)),
+            ]),
+        ),
+        UserEvent::PersonalAccessTokenDeleted { name, .. } => (
+            "DeletePersonalAccessToken",
+            Map::from_iter([("name".to_owned(), json!(name))]),
+        ),
+    }
 }
 
 pub struct Logs;

@@ -269,3 +269,39 @@ pub async fn scope_ids(
     )
     .await
 }
+
+/// Folds `events` for a projection that links its entities to roles in `link_table`: the batch
+/// is folded in segments split at each `role.deleted`, and the deleted role is unlinked from
+/// every entity in between, so the result is the same however the log is chunked.
+pub(crate) async fn fold_dropping_deleted_roles<F: crate::StreamFold>(
+    projection: &F,
+    db: &Transaction<'_>,
+    events: &[RecordedEvent],
+    link_table: &str,
+) -> Result<(), ProjectionError> {
+    let mut rest = events;
+    while let Some(split) = rest
+        .iter()
+        .position(|e| e.stream_type == "role" && e.event_type == "role.deleted")
+    {
+        crate::fold_streams(projection, db, &rest[..split]).await?;
+        let statement = db
+            .prepare_cached(&format!("DELETE FROM {link_table} WHERE role_id = $1"))
+            .await?;
+        db.execute(&statement, &[&rest[split].stream_id]).await?;
+        rest = &rest[split + 1..];
+    }
+    crate::fold_streams(projection, db, rest).await
+}
+
+/// Roles every new user receives (`isDefault` user roles).
+pub async fn default_user_role_ids(
+    db: &impl GenericClient,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(id) FROM roles WHERE is_default AND type = 'User' ORDER BY created_at, id",
+        &[],
+    )
+    .await
+}

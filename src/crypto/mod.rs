@@ -2,6 +2,7 @@
 //! derived keys, per-person data keys, the vault, keyed lookup hashes.
 
 pub mod ids;
+pub mod password;
 mod keyring;
 pub mod signing;
 

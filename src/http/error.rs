@@ -9,6 +9,7 @@ use domain::application::ApplicationError;
 use domain::resource::ResourceError;
 use domain::role::RoleError;
 use domain::signing_key::SigningKeyError;
+use domain::user::UserError;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -214,6 +215,10 @@ fn constraint(name: &str) -> ApiError {
             "application.secret_name_exists",
             "Secret name already exists.",
         ),
+        "users_identities__target_identity_id" => unprocessable(
+            "user.identity_already_in_use",
+            "The social account has been associated with an existing account.",
+        ),
         "personal_access_tokens_pkey" => unprocessable(
             "user.personal_access_token_name_exists",
             "Personal access token name already exists.",
@@ -240,6 +245,7 @@ impl From<Rejection> for ApiError {
             Rejection::Role(error) => role(error),
             Rejection::Resource(error) => resource(error),
             Rejection::SigningKey(error) => signing_key(error),
+            Rejection::User(error) => user(error),
             Rejection::Exchange(error) => ApiError::new(
                 StatusCode::CONFLICT,
                 "request.concurrent_modification",
@@ -332,6 +338,35 @@ fn signing_key(error: SigningKeyError) -> ApiError {
             StatusCode::UNPROCESSABLE_ENTITY,
             "oidc.key_required",
             message,
+        ),
+    }
+}
+
+fn user(error: UserError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        UserError::NotFound
+        | UserError::RoleNotAssigned { .. }
+        | UserError::TokenNotFound { .. } => ApiError::not_found(),
+        UserError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+        UserError::EmptyUpdate => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.invalid_input",
+            message,
+        ),
+        UserError::IdentityNotFound { .. } => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user.identity_not_exist",
+            "The social identity has not been registered yet.",
+        ),
+        UserError::TokenNameExists { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user.personal_access_token_name_exists",
+            "Personal access token name already exists.",
         ),
     }
 }

@@ -11,3 +11,4 @@ mod management_auth;
 mod schemathesis;
 mod signing_keys;
 mod skeleton;
+mod users;

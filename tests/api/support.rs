@@ -554,3 +554,27 @@ pub fn now_s() -> i64 {
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// An event as the server itself reads it back: personal data unsealed with the test KEK.
+impl TestServer {
+    pub async fn recorded_events(&self) -> Vec<domain::RecordedEvent> {
+        let db = self.db().await;
+        let keyring = idledger::crypto::Keyring::from_base64(KEK).expect("test KEK");
+        let mut keys = idledger::store::read::Keys::new(&keyring);
+        db.query(
+            &format!(
+                "{} ORDER BY e.position",
+                idledger::store::read::SELECT_EVENTS
+            ),
+            &[],
+        )
+        .await
+        .expect("read events")
+        .iter()
+        .map(|row| {
+            keys.decode(idledger::store::read::Raw::from_row(row).expect("row"))
+                .expect("decode")
+        })
+        .collect()
+    }
+}

@@ -3,9 +3,10 @@
 
 pub mod applications;
 mod configs;
-mod listing;
+pub mod listing;
 mod logs;
 pub mod roles;
+pub mod users;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -100,6 +101,7 @@ fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(applications::routes())
         .merge(roles::routes())
+        .merge(users::routes())
         .merge(logs::routes())
         .merge(configs::routes())
 }

@@ -30,6 +30,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_scope))
         .routes(routes!(list_applications, assign_applications))
         .routes(routes!(remove_application))
+        .routes(routes!(list_users, assign_users))
+        .routes(routes!(remove_user))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -251,10 +253,18 @@ async fn list_roles(
     let mut listed = Vec::with_capacity(rows.len());
     for row in rows {
         let (applications_count, featured) = roles::applications_of(&db, &row.id).await?;
+        let (users_count, featured_users) = projections::users::holders_of(&db, &row.id).await?;
         listed.push(RoleWithHolders {
             role: row.into(),
-            users_count: 0,
-            featured_users: Vec::new(),
+            users_count,
+            featured_users: featured_users
+                .into_iter()
+                .map(|user| FeaturedUserResponse {
+                    id: user.id,
+                    avatar: user.avatar,
+                    name: user.name,
+                })
+                .collect(),
             applications_count,
             featured_applications: featured
                 .into_iter()
@@ -573,5 +583,123 @@ async fn remove_application(
         )
         .await
         .map_err(|e| ApiError::from(e).about("application", &application_id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Users holding a role (paginated, with Logto's user search).
+#[utoipa::path(get, path = "/api/roles/{id}/users", tag = "Roles",
+    params(("id" = String, Path, description = "Role id."),
+           ("search" = Option<String>, Query, description = "Logto user search."),
+           ("page" = Option<i64>, Query, description = "1-based page (default 1)."),
+           ("page_size" = Option<i64>, Query, description = "Page size (default 20, at most 100).")),
+    responses((status = 200, body = Vec<super::users::UserResponse>), (status = 404)),
+    security(("bearer" = [])))]
+async fn list_users(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(id): Path<String>,
+    query: QueryPairs,
+) -> Result<Listing<super::users::UserResponse>, ApiError> {
+    find(&state, &id).await?;
+    let page = listing::page(&query, false)?.unwrap_or(listing::Page {
+        number: 1,
+        size: 20,
+    });
+    let filter = projections::users::UserFilter {
+        search: listing::search(&query, projections::users::SEARCH_COLUMNS)?,
+        exclude_role_id: None,
+        role_id: Some(id),
+    };
+    let db = state.store.pool().get().await?;
+    let (rows, total) = projections::users::list(
+        &db,
+        &filter,
+        projections::Window {
+            limit: page.size,
+            offset: page.offset(),
+        },
+    )
+    .await?;
+    Ok(Listing {
+        rows: rows
+            .into_iter()
+            .map(|row| super::users::UserResponse::from_row(row, false))
+            .collect(),
+        paging: Some(Paging {
+            page,
+            total,
+            endpoint: state.endpoint.clone(),
+            path: uri.path().to_owned(),
+            query: query.0.clone(),
+        }),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdsBody {
+    pub user_ids: Vec<String>,
+}
+
+/// Give a user role to users, atomically.
+#[utoipa::path(post, path = "/api/roles/{id}/users", tag = "Roles",
+    params(("id" = String, Path, description = "Role id.")),
+    request_body = UserIdsBody,
+    responses((status = 201), (status = 404), (status = 422)),
+    security(("bearer" = [])))]
+async fn assign_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Path(id): Path<String>,
+    Json(body): Json<UserIdsBody>,
+) -> Result<StatusCode, ApiError> {
+    let role = find(&state, &id).await?;
+    if role.role_type != RoleType::User.as_str() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user.invalid_role_type",
+            "Can not assign machine to machine role to user.",
+        )
+        .with_data(json!({ "roleId": id })));
+    }
+    let mut unit = Unit::new();
+    for user_id in &body.user_ids {
+        super::users::find(&state, user_id).await?;
+        unit = unit.then::<domain::user::User>(
+            user_id,
+            domain::user::UserCommand::AssignRoles {
+                role_ids: vec![id.clone()],
+            },
+        );
+    }
+    state
+        .store
+        .run(unit, &context.metadata(caller.actor))
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Take a role from a user.
+#[utoipa::path(delete, path = "/api/roles/{id}/users/{user_id}", tag = "Roles",
+    params(("id" = String, Path, description = "Role id."),
+           ("user_id" = String, Path, description = "User id.")),
+    responses((status = 204), (status = 404)),
+    security(("bearer" = [])))]
+async fn remove_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    find(&state, &id).await?;
+    state
+        .store
+        .execute::<domain::user::User>(
+            &user_id,
+            domain::user::UserCommand::RemoveRole { role_id: id },
+            &context.metadata(caller.actor),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,482 @@
+//! Users, the roles they hold, their upstream identities and their personal access tokens.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Transaction};
+use domain::RecordedEvent;
+use domain::patch::Patch;
+use domain::user::UserEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::rows::{Rows, StreamFold, document, documents, single};
+use crate::{Projection, ProjectionError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub id: String,
+    pub username: Option<String>,
+    pub primary_email: Option<String>,
+    pub primary_phone: Option<String>,
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub custom_data: Value,
+    /// `target → {userId, details?}`, as Logto returns it.
+    pub identities: Value,
+    pub profile: Value,
+    pub application_id: Option<String>,
+    pub is_suspended: bool,
+    pub password_digest: Option<String>,
+    pub password_algorithm: Option<String>,
+    pub last_sign_in_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRoleRow {
+    pub user_id: String,
+    pub role_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityRow {
+    pub user_id: String,
+    pub target: String,
+    pub identity_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub user_id: String,
+    pub name: String,
+    pub lookup_hash: String,
+    pub vault_ref: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+static USERS: Rows<UserRow> = Rows::new("users", "id");
+static ROLES: Rows<UserRoleRow> = Rows::new("users_roles", "user_id");
+static IDENTITIES: Rows<IdentityRow> = Rows::new("users_identities", "user_id");
+static TOKENS: Rows<TokenRow> = Rows::new("personal_access_tokens", "user_id");
+
+#[derive(Default)]
+pub struct State {
+    user: Option<UserRow>,
+    roles: Vec<UserRoleRow>,
+    identities: Vec<IdentityRow>,
+    tokens: Vec<TokenRow>,
+}
+
+fn set(field: &mut Option<String>, patch: Patch<String>) {
+    match patch {
+        Patch::Absent => {}
+        Patch::Null => *field = None,
+        // Logto clears an identifier given as "".
+        Patch::Value(value) if value.is_empty() => *field = None,
+        Patch::Value(value) => *field = Some(value),
+    }
+}
+
+fn merge(target: &mut Value, changes: Map<String, Value>) {
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(object) = target {
+        object.extend(changes);
+    }
+}
+
+/// The state of one user after one of its events. Pure.
+fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
+    let at = event.occurred_at_ms();
+    let id = &event.stream_id;
+    if let UserEvent::Created(user) = decoded {
+        state.roles = user
+            .role_ids
+            .into_iter()
+            .map(|role_id| UserRoleRow {
+                user_id: id.clone(),
+                role_id,
+                created_at: at,
+            })
+            .collect();
+        state.user = Some(UserRow {
+            id: user.id,
+            username: user.username,
+            primary_email: user.primary_email,
+            primary_phone: user.primary_phone,
+            name: user.name,
+            avatar: user.avatar,
+            custom_data: Value::Object(user.custom_data),
+            identities: json!({}),
+            profile: Value::Object(user.profile),
+            application_id: None,
+            is_suspended: false,
+            password_digest: user.password_digest,
+            password_algorithm: user.password_algorithm.map(|a| a.as_str().to_owned()),
+            last_sign_in_at: None,
+            created_at: at,
+            updated_at: at,
+        });
+        return;
+    }
+    if let UserEvent::Deleted {} = decoded {
+        *state = State::default();
+        return;
+    }
+    let Some(row) = &mut state.user else {
+        return;
+    };
+    row.updated_at = at;
+    match decoded {
+        UserEvent::Created(_) | UserEvent::Deleted {} => {}
+        UserEvent::Updated(patch) => {
+            set(&mut row.username, patch.username);
+            set(&mut row.primary_email, patch.primary_email);
+            set(&mut row.primary_phone, patch.primary_phone);
+            set(&mut row.name, patch.name);
+            set(&mut row.avatar, patch.avatar);
+            if let Some(custom_data) = patch.custom_data {
+                row.custom_data = Value::Object(custom_data);
+            }
+            if let Some(profile) = patch.profile {
+                row.profile = Value::Object(profile);
+            }
+        }
+        UserEvent::CustomDataMerged { custom_data } => merge(&mut row.custom_data, custom_data),
+        UserEvent::ProfileMerged { profile } => merge(&mut row.profile, profile),
+        UserEvent::PasswordSet(password) | UserEvent::PasswordRehashed(password) => {
+            row.password_digest = Some(password.password_digest);
+            row.password_algorithm = Some(password.password_algorithm.as_str().to_owned());
+        }
+        UserEvent::Suspended {} => row.is_suspended = true,
+        UserEvent::Reactivated {} => row.is_suspended = false,
+        UserEvent::IdentityLinked {
+            target,
+            user_id,
+            details,
+        } => {
+            let mut identity = json!({ "userId": user_id });
+            if let Some(details) = details {
+                identity["details"] = details;
+            }
+            merge(
+                &mut row.identities,
+                Map::from_iter([(target.clone(), identity)]),
+            );
+            state.identities.retain(|i| i.target != target);
+            state.identities.push(IdentityRow {
+                user_id: id.clone(),
+                target,
+                identity_id: user_id,
+            });
+        }
+        UserEvent::IdentityUnlinked { target } => {
+            if let Value::Object(identities) = &mut row.identities {
+                identities.remove(&target);
+            }
+            state.identities.retain(|i| i.target != target);
+        }
+        UserEvent::RolesAssigned { role_ids } => {
+            state
+                .roles
+                .extend(role_ids.into_iter().map(|role_id| UserRoleRow {
+                    user_id: id.clone(),
+                    role_id,
+                    created_at: at,
+                }));
+        }
+        UserEvent::RoleRemoved { role_id } => state.roles.retain(|r| r.role_id != role_id),
+        UserEvent::PersonalAccessTokenAdded(token) => state.tokens.push(TokenRow {
+            user_id: id.clone(),
+            name: token.name,
+            lookup_hash: token.lookup_hash,
+            vault_ref: token.vault_ref,
+            created_at: at,
+            expires_at: token.expires_at,
+        }),
+        UserEvent::PersonalAccessTokenRenamed { name, new_name } => {
+            for token in state.tokens.iter_mut().filter(|t| t.name == name) {
+                token.name = new_name.clone();
+            }
+        }
+        UserEvent::PersonalAccessTokenDeleted { name, .. } => {
+            state.tokens.retain(|t| t.name != name)
+        }
+    }
+}
+
+pub struct Users;
+
+#[async_trait]
+impl StreamFold for Users {
+    type Event = UserEvent;
+    type State = State;
+    const STREAM_TYPE: &'static str = "user";
+
+    async fn load(
+        &self,
+        db: &Transaction<'_>,
+        streams: &[String],
+    ) -> Result<HashMap<String, State>, ProjectionError> {
+        let mut users = single(USERS.load(db, streams).await?);
+        let mut roles = ROLES.load(db, streams).await?;
+        let mut identities = IDENTITIES.load(db, streams).await?;
+        let mut tokens = TOKENS.load(db, streams).await?;
+        Ok(streams
+            .iter()
+            .map(|id| {
+                let state = State {
+                    user: users.remove(id),
+                    roles: roles.remove(id).unwrap_or_default(),
+                    identities: identities.remove(id).unwrap_or_default(),
+                    tokens: tokens.remove(id).unwrap_or_default(),
+                };
+                (id.clone(), state)
+            })
+            .collect())
+    }
+
+    fn fold(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
+        fold_user(state, event, decoded);
+    }
+
+    async fn store(
+        &self,
+        db: &Transaction<'_>,
+        streams: &[String],
+        states: HashMap<String, State>,
+    ) -> Result<(), ProjectionError> {
+        let (mut users, mut roles, mut identities, mut tokens) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for state in states.into_values() {
+            users.extend(state.user);
+            roles.extend(state.roles);
+            identities.extend(state.identities);
+            tokens.extend(state.tokens);
+        }
+        USERS.store(db, streams, &users).await?;
+        ROLES.store(db, streams, &roles).await?;
+        IDENTITIES.store(db, streams, &identities).await?;
+        TOKENS.store(db, streams, &tokens).await
+    }
+}
+
+#[async_trait]
+impl Projection for Users {
+    fn name(&self) -> &'static str {
+        "users"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "users",
+            "users_roles",
+            "users_identities",
+            "personal_access_tokens",
+        ]
+    }
+
+    async fn apply(
+        &self,
+        db: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        crate::roles::fold_dropping_deleted_roles(self, db, events, "users_roles").await
+    }
+}
+
+pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<UserRow>, ProjectionError> {
+    document(db, "SELECT to_jsonb(u) FROM users u WHERE id = $1", &[&id]).await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub search: crate::search::Search,
+    pub exclude_role_id: Option<String>,
+    /// Only users holding this role.
+    pub role_id: Option<String>,
+}
+
+pub const SEARCH_COLUMNS: &[&str] = &["id", "primary_email", "primary_phone", "username", "name"];
+
+fn filtered(select: &str, filter: &UserFilter) -> crate::Query {
+    let mut query = crate::Query::new(select);
+    query.push(" WHERE ");
+    query.search(&filter.search, SEARCH_COLUMNS);
+    if let Some(role_id) = &filter.exclude_role_id {
+        let p = query.bind(role_id.clone());
+        query.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM users_roles ur WHERE ur.user_id = u.id AND ur.role_id = {p})"
+        ));
+    }
+    if let Some(role_id) = &filter.role_id {
+        let p = query.bind(role_id.clone());
+        query.push(&format!(
+            " AND EXISTS (SELECT 1 FROM users_roles ur WHERE ur.user_id = u.id AND ur.role_id = {p})"
+        ));
+    }
+    query
+}
+
+/// Users matching `filter`, newest first, and how many match in all.
+pub async fn list(
+    db: &impl GenericClient,
+    filter: &UserFilter,
+    window: crate::Window,
+) -> Result<(Vec<UserRow>, i64), ProjectionError> {
+    let mut rows = filtered("SELECT to_jsonb(u) FROM users u", filter);
+    let limit = rows.bind(window.limit);
+    let offset = rows.bind(window.offset);
+    rows.push(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
+    ));
+    let count = filtered("SELECT count(*) FROM users u", filter);
+    Ok((rows.documents(db).await?, count.count(db).await?))
+}
+
+pub async fn role_ids(
+    db: &impl GenericClient,
+    user_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(role_id) FROM users_roles WHERE user_id = $1 ORDER BY created_at, role_id",
+        &[&user_id],
+    )
+    .await
+}
+
+/// The owner of an upstream identity, if any user has it.
+pub async fn identity_owner(
+    db: &impl GenericClient,
+    target: &str,
+    identity_id: &str,
+) -> Result<Option<String>, ProjectionError> {
+    document(
+        db,
+        "SELECT to_jsonb(user_id) FROM users_identities WHERE target = $1 AND identity_id = $2",
+        &[&target, &identity_id],
+    )
+    .await
+}
+
+pub async fn tokens(
+    db: &impl GenericClient,
+    user_id: &str,
+) -> Result<Vec<TokenRow>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(t) FROM personal_access_tokens t WHERE user_id = $1 ORDER BY created_at, name",
+        &[&user_id],
+    )
+    .await
+}
+
+/// Users holding a role: how many, and the three most recently given it.
+pub async fn holders_of(
+    db: &impl GenericClient,
+    role_id: &str,
+) -> Result<(i64, Vec<UserRow>), ProjectionError> {
+    let count: i64 = db
+        .query_one(
+            "SELECT count(*) FROM users_roles WHERE role_id = $1",
+            &[&role_id],
+        )
+        .await?
+        .try_get(0)?;
+    let featured = documents(
+        db,
+        "SELECT to_jsonb(u) FROM users_roles ur JOIN users u ON u.id = ur.user_id \
+         WHERE ur.role_id = $1 ORDER BY ur.created_at DESC, u.id LIMIT 3",
+        &[&role_id],
+    )
+    .await?;
+    Ok((count, featured))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::user::{NewUser, UserPatch};
+    use domain::{Actor, Metadata};
+
+    fn at(ms: i64, event: &UserEvent) -> RecordedEvent {
+        let encoded = domain::encode(event).unwrap();
+        RecordedEvent {
+            position: ms,
+            stream_id: "u1".into(),
+            stream_type: "user".into(),
+            sequence: 1,
+            event_type: encoded.event_type,
+            event_version: 1,
+            payload: encoded.payload,
+            metadata: Metadata {
+                actor: Actor::System,
+                ip: None,
+                user_agent: None,
+                request_id: None,
+                occurred_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(ms) * 1_000_000,
+                )
+                .unwrap(),
+            },
+            erased: false,
+        }
+    }
+
+    fn fold(state: &mut State, ms: i64, event: UserEvent) {
+        let recorded = at(ms, &event);
+        fold_user(state, &recorded, event);
+    }
+
+    #[test]
+    fn updates_replace_json_while_merges_extend_it_and_empty_identifiers_clear() {
+        let mut state = State::default();
+        fold(
+            &mut state,
+            1_000,
+            UserEvent::Created(NewUser {
+                id: "u1".into(),
+                username: Some("ada".into()),
+                primary_email: None,
+                primary_phone: None,
+                name: None,
+                avatar: None,
+                custom_data: Map::from_iter([("a".into(), json!(1))]),
+                profile: Map::new(),
+                password_digest: None,
+                password_algorithm: None,
+                role_ids: vec![],
+            }),
+        );
+        fold(
+            &mut state,
+            2_000,
+            UserEvent::CustomDataMerged {
+                custom_data: Map::from_iter([("b".into(), json!(2))]),
+            },
+        );
+        assert_eq!(
+            state.user.as_ref().unwrap().custom_data,
+            json!({"a": 1, "b": 2})
+        );
+        fold(
+            &mut state,
+            3_000,
+            UserEvent::Updated(UserPatch {
+                username: Patch::Value(String::new()),
+                custom_data: Some(Map::from_iter([("c".into(), json!(3))])),
+                ..UserPatch::default()
+            }),
+        );
+        let row = state.user.as_ref().unwrap();
+        assert_eq!(row.custom_data, json!({"c": 3}));
+        assert_eq!(row.username, None);
+        assert_eq!((row.created_at, row.updated_at), (1_000, 3_000));
+    }
+}
