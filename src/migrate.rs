@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (4, "0004_signing_keys"),
     (5, "0005_logs"),
     (6, "0006_users"),
+    (7, "0007_organizations"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

@@ -5,6 +5,8 @@ pub mod aggregate;
 pub mod application;
 pub mod envelope;
 pub mod exchange;
+pub mod organization;
+pub mod organization_role;
 pub mod patch;
 pub mod resource;
 pub mod role;
@@ -34,4 +36,8 @@ pub enum Rejection {
     Exchange(#[from] exchange::ExchangeError),
     #[error(transparent)]
     User(#[from] user::UserError),
+    #[error(transparent)]
+    Organization(#[from] organization::OrganizationError),
+    #[error(transparent)]
+    OrganizationRole(#[from] organization_role::OrganizationRoleError),
 }

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod logs;
+pub mod organizations;
 pub mod resources;
 pub mod roles;
 mod rows;
@@ -51,6 +52,7 @@ pub static ALL: &[&dyn Projection] = &[
     &roles::Roles,
     &applications::Applications,
     &users::Users,
+    &organizations::Organizations,
     &signing_keys::SigningKeys,
     &logs::Logs,
 ];

@@ -300,6 +300,8 @@ pub struct UserFilter {
     pub exclude_role_id: Option<String>,
     /// Only users holding this role.
     pub role_id: Option<String>,
+    /// Leave out the members of this organization.
+    pub exclude_organization_id: Option<String>,
 }
 
 pub const SEARCH_COLUMNS: &[&str] = &["id", "primary_email", "primary_phone", "username", "name"];
@@ -318,6 +320,13 @@ fn filtered(select: &str, filter: &UserFilter) -> crate::Query {
         let p = query.bind(role_id.clone());
         query.push(&format!(
             " AND EXISTS (SELECT 1 FROM users_roles ur WHERE ur.user_id = u.id AND ur.role_id = {p})"
+        ));
+    }
+    if let Some(organization_id) = &filter.exclude_organization_id {
+        let p = query.bind(organization_id.clone());
+        query.push(&format!(
+            " AND NOT EXISTS (SELECT 1 FROM organization_user_relations m \
+             WHERE m.user_id = u.id AND m.organization_id = {p})"
         ));
     }
     query

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::Rejection;
 use domain::application::ApplicationError;
+use domain::organization::OrganizationError;
+use domain::organization_role::OrganizationRoleError;
 use domain::resource::ResourceError;
 use domain::role::RoleError;
 use domain::signing_key::SigningKeyError;
@@ -224,6 +226,10 @@ fn constraint(name: &str) -> ApiError {
             "Personal access token name already exists.",
         ),
         "roles__name" => unprocessable("role.name_in_use", "This role name is already in use."),
+        "organization_roles__name" => unprocessable(
+            "entity.unique_integrity_violation",
+            "The entity already exists. Please check the input and try again.",
+        ),
         "value_too_long" => {
             unprocessable("entity.value_too_long", "The length of value is too long.")
         }
@@ -246,6 +252,8 @@ impl From<Rejection> for ApiError {
             Rejection::Resource(error) => resource(error),
             Rejection::SigningKey(error) => signing_key(error),
             Rejection::User(error) => user(error),
+            Rejection::Organization(error) => organization(error),
+            Rejection::OrganizationRole(error) => organization_role(error),
             Rejection::Exchange(error) => ApiError::new(
                 StatusCode::CONFLICT,
                 "request.concurrent_modification",
@@ -367,6 +375,49 @@ fn user(error: UserError) -> ApiError {
             StatusCode::UNPROCESSABLE_ENTITY,
             "user.personal_access_token_name_exists",
             "Personal access token name already exists.",
+        ),
+    }
+}
+
+fn organization(error: OrganizationError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        OrganizationError::NotFound => ApiError::not_exists_with_id("organization", ""),
+        OrganizationError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+        OrganizationError::EmptyUpdate => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.invalid_input",
+            message,
+        ),
+        OrganizationError::NotAMember { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "organization.require_membership",
+            "The user must be a member of the organization to proceed.",
+        ),
+        OrganizationError::MembershipNotFound { .. }
+        | OrganizationError::RoleNotAssigned { .. }
+        | OrganizationError::JitRoleNotFound { .. } => ApiError::not_found(),
+    }
+}
+
+fn organization_role(error: OrganizationRoleError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        // Logto loads organization roles with a raw `pool.one`, hence `entity.not_found`.
+        OrganizationRoleError::NotFound => ApiError::not_found(),
+        OrganizationRoleError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+        OrganizationRoleError::EmptyUpdate => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.invalid_input",
+            message,
         ),
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod applications;
 mod event_store;
 mod management_auth;
+mod organizations;
 mod schemathesis;
 mod signing_keys;
 mod skeleton;

@@ -5,6 +5,8 @@ pub mod applications;
 mod configs;
 pub mod listing;
 mod logs;
+mod organization_roles;
+mod organizations;
 pub mod roles;
 pub mod users;
 
@@ -102,6 +104,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(applications::routes())
         .merge(roles::routes())
         .merge(users::routes())
+        .merge(organizations::routes())
+        .merge(organization_roles::routes())
         .merge(logs::routes())
         .merge(configs::routes())
 }

@@ -609,6 +609,7 @@ async fn list_users(
         search: listing::search(&query, projections::users::SEARCH_COLUMNS)?,
         exclude_role_id: None,
         role_id: Some(id),
+        exclude_organization_id: None,
     };
     let db = state.store.pool().get().await?;
     let (rows, total) = projections::users::list(

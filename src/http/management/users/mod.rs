@@ -1,7 +1,8 @@
 //! `/api/users` (Logto §2): users, their profile and suspension. Sub-resources live in the
-//! sibling files: password, identities, roles, personal access tokens.
+//! sibling files: password, identities, roles, personal access tokens, organizations.
 
 mod identities;
+mod organizations;
 mod password;
 mod roles;
 mod tokens;
@@ -35,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(identities::routes())
         .merge(roles::routes())
         .merge(tokens::routes())
+        .merge(organizations::routes())
 }
 
 /// Logto's user object ("UserProfileResponse").
@@ -292,6 +294,7 @@ pub struct CreateUser {
         ("joint" = Option<String>, Query, description = "or (default) / and."),
         ("isCaseSensitive" = Option<bool>, Query, description = "Default false."),
         ("excludeRoleId" = Option<String>, Query, description = "Leave out holders of this role."),
+        ("excludeOrganizationId" = Option<String>, Query, description = "Leave out members of this organization."),
         ("includePasswordHash" = Option<bool>, Query, description = "Add passwordDigest and passwordAlgorithm."),
         ("page" = Option<i64>, Query, description = "1-based page (default 1)."),
         ("page_size" = Option<i64>, Query, description = "Page size (default 20, at most 100)."),
@@ -316,6 +319,7 @@ async fn list_users(
         search: listing::search(&query, users::SEARCH_COLUMNS)?,
         exclude_role_id: query.get("excludeRoleId").map(str::to_owned),
         role_id: None,
+        exclude_organization_id: query.get("excludeOrganizationId").map(str::to_owned),
     };
     let include_hash = query.truthy("includePasswordHash");
     let db = state.store.pool().get().await?;
