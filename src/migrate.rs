@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (5, "0005_logs"),
     (6, "0006_users"),
     (7, "0007_organizations"),
+    (8, "0008_oidc"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

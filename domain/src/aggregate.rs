@@ -37,10 +37,10 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// Event to state.
     fn apply(&mut self, event: &Self::Event);
 
-    /// Whose personal data the new `events` of this stream carry, if a person's. The store
-    /// seals their personal fields (and the request's IP and user agent) under that person's
-    /// data key.
-    fn data_subject(_stream_id: &str, _events: &[Self::Event]) -> Option<String> {
+    /// Whose personal data the new `events` of this stream carry, if a person's, given the
+    /// state before them. The store seals their personal fields (and the request's IP and user
+    /// agent) under that person's data key.
+    fn data_subject(&self, _stream_id: &str, _events: &[Self::Event]) -> Option<String> {
         None
     }
 }

@@ -127,7 +127,7 @@ impl Aggregate for Exchange {
     }
 
     /// A user's sign-in origin is their personal data; a machine's is not.
-    fn data_subject(_stream_id: &str, events: &[ExchangeEvent]) -> Option<String> {
+    fn data_subject(&self, _stream_id: &str, events: &[ExchangeEvent]) -> Option<String> {
         events.iter().find_map(|event| match event {
             ExchangeEvent::Issued(issued) => issued.user_id.clone(),
             ExchangeEvent::Refused(refused) => refused.user_id.clone(),
@@ -163,11 +163,11 @@ mod tests {
         let mut by_user = refused();
         by_user.user_id = Some("u1".into());
         assert_eq!(
-            Exchange::data_subject("x", &[ExchangeEvent::Refused(by_user)]),
+            Exchange::default().data_subject("x", &[ExchangeEvent::Refused(by_user)]),
             Some("u1".into())
         );
         assert_eq!(
-            Exchange::data_subject("x", &[ExchangeEvent::Refused(refused())]),
+            Exchange::default().data_subject("x", &[ExchangeEvent::Refused(refused())]),
             None
         );
     }

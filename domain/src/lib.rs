@@ -5,11 +5,14 @@ pub mod aggregate;
 pub mod application;
 pub mod envelope;
 pub mod exchange;
+pub mod grant;
+pub mod interaction;
 pub mod organization;
 pub mod organization_role;
 pub mod patch;
 pub mod resource;
 pub mod role;
+pub mod session;
 pub mod signing_key;
 pub mod upcast;
 pub mod user;
@@ -36,6 +39,12 @@ pub enum Rejection {
     Exchange(#[from] exchange::ExchangeError),
     #[error(transparent)]
     User(#[from] user::UserError),
+    #[error(transparent)]
+    Interaction(#[from] interaction::InteractionError),
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
+    #[error(transparent)]
+    Grant(#[from] grant::GrantError),
     #[error(transparent)]
     Organization(#[from] organization::OrganizationError),
     #[error(transparent)]

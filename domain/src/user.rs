@@ -501,7 +501,7 @@ impl Aggregate for User {
     }
 
     /// The stream is the person.
-    fn data_subject(stream_id: &str, _events: &[UserEvent]) -> Option<String> {
+    fn data_subject(&self, stream_id: &str, _events: &[UserEvent]) -> Option<String> {
         Some(stream_id.to_owned())
     }
 }
@@ -611,6 +611,6 @@ mod tests {
             assert!(event.personal_fields().contains(&field));
         }
         assert!(!event.personal_fields().contains(&"roleIds"));
-        assert_eq!(User::data_subject("u1", &[]), Some("u1".into()));
+        assert_eq!(User::default().data_subject("u1", &[]), Some("u1".into()));
     }
 }

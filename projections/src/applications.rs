@@ -62,7 +62,9 @@ pub struct Applications;
 impl StreamFold for Applications {
     type Event = ApplicationEvent;
     type State = State;
-    const STREAM_TYPE: &'static str = "application";
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "application")
+    }
 
     async fn load(
         &self,

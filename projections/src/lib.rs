@@ -3,12 +3,15 @@
 //! sequence), so `replay` rebuilds exactly what the live appends produced.
 
 pub mod applications;
+pub mod grants;
+pub mod interactions;
 pub mod logs;
 pub mod organizations;
 pub mod resources;
 pub mod roles;
 mod rows;
 pub mod search;
+pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
@@ -54,21 +57,8 @@ pub static ALL: &[&dyn Projection] = &[
     &users::Users,
     &organizations::Organizations,
     &signing_keys::SigningKeys,
+    &interactions::Interactions,
+    &sessions::Sessions,
+    &grants::Grants,
     &logs::Logs,
 ];
-
-/// The events of one aggregate type, decoded, with the stream they belong to.
-pub fn of_type<'e, E: domain::Event>(
-    events: &'e [RecordedEvent],
-    stream_type: &str,
-) -> impl Iterator<Item = Result<(&'e RecordedEvent, E), CodecError>> {
-    events
-        .iter()
-        .filter(move |event| event.stream_type == stream_type)
-        .map(|event| {
-            Ok((
-                event,
-                domain::decode::<E>(&event.event_type, &event.payload)?,
-            ))
-        })
-}

@@ -194,7 +194,9 @@ struct OrganizationStreams;
 impl StreamFold for OrganizationStreams {
     type Event = OrganizationEvent;
     type State = State;
-    const STREAM_TYPE: &'static str = "organization";
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "organization")
+    }
 
     async fn load(
         &self,
@@ -250,7 +252,9 @@ struct RoleStreams;
 impl StreamFold for RoleStreams {
     type Event = OrganizationRoleEvent;
     type State = Option<OrganizationRoleRow>;
-    const STREAM_TYPE: &'static str = "organization_role";
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "organization_role")
+    }
 
     async fn load(
         &self,

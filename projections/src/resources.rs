@@ -45,7 +45,9 @@ pub struct Resources;
 impl StreamFold for Resources {
     type Event = ResourceEvent;
     type State = State;
-    const STREAM_TYPE: &'static str = "resource";
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "resource")
+    }
 
     async fn load(
         &self,

@@ -45,7 +45,9 @@ pub struct Roles;
 impl StreamFold for Roles {
     type Event = RoleEvent;
     type State = State;
-    const STREAM_TYPE: &'static str = "role";
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "role")
+    }
 
     async fn load(
         &self,

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::ProjectionError;
+use domain::CodecError;
 
 /// The rows of `table` grouped by the value of their `owner` column (the primary key for an
 /// entity table, the parent id for a child table).
@@ -94,9 +95,13 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
 /// streams a batch touches, folds the batch in memory and writes the states back.
 #[async_trait::async_trait]
 pub trait StreamFold: Sync {
-    type Event: domain::Event + Send;
+    type Event: Send;
     type State: Default + Send;
-    const STREAM_TYPE: &'static str;
+
+    /// The key of the state `event` changes and the event decoded, if this fold cares about
+    /// it. Most folds key by stream id and read only their own stream type (`own_stream`);
+    /// some also fold facts from other streams into the same rows.
+    fn route(event: &domain::RecordedEvent) -> Result<Option<(String, Self::Event)>, CodecError>;
 
     async fn load(
         &self,
@@ -120,23 +125,23 @@ pub async fn fold_streams<F: StreamFold>(
     db: &Transaction<'_>,
     events: &[domain::RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let decoded =
-        crate::of_type::<F::Event>(events, F::STREAM_TYPE).collect::<Result<Vec<_>, _>>()?;
-    if decoded.is_empty() {
+    let mut routed = Vec::new();
+    for event in events {
+        if let Some((key, decoded)) = F::route(event)? {
+            routed.push((key, event, decoded));
+        }
+    }
+    if routed.is_empty() {
         return Ok(());
     }
-    let mut streams: Vec<String> = decoded.iter().map(|(e, _)| e.stream_id.clone()).collect();
-    streams.sort_unstable();
-    streams.dedup();
-    let mut states = projection.load(db, &streams).await?;
-    for (event, decoded) in decoded {
-        F::fold(
-            states.entry(event.stream_id.clone()).or_default(),
-            event,
-            decoded,
-        );
+    let mut keys: Vec<String> = routed.iter().map(|(key, _, _)| key.clone()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut states = projection.load(db, &keys).await?;
+    for (key, event, decoded) in routed {
+        F::fold(states.entry(key).or_default(), event, decoded);
     }
-    projection.store(db, &streams, states).await
+    projection.store(db, &keys, states).await
 }
 
 /// Takes the single row each owner has in an entity table.
@@ -240,4 +245,18 @@ impl Query {
 pub struct Window {
     pub limit: i64,
     pub offset: i64,
+}
+
+/// `route` for a fold of one aggregate type keyed by stream id.
+pub fn own_stream<E: domain::Event>(
+    event: &domain::RecordedEvent,
+    stream_type: &str,
+) -> Result<Option<(String, E)>, CodecError> {
+    if event.stream_type != stream_type {
+        return Ok(None);
+    }
+    Ok(Some((
+        event.stream_id.clone(),
+        domain::decode(&event.event_type, &event.payload)?,
+    )))
 }

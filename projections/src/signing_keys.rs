@@ -32,7 +32,9 @@ pub struct SigningKeys;
 impl StreamFold for SigningKeys {
     type Event = SigningKeyEvent;
     type State = Vec<SigningKeyRow>;
-    const STREAM_TYPE: &'static str = "signing_key";
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "signing_key")
+    }
 
     async fn load(
         &self,

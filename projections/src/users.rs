@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Transaction};
 use domain::RecordedEvent;
+use domain::interaction::InteractionEventRecord;
 use domain::patch::Patch;
 use domain::user::UserEvent;
 use serde::{Deserialize, Serialize};
@@ -210,13 +211,36 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
     }
 }
 
+/// What the users fold reads: the user's own events, and sign-ins recorded by interactions.
+pub enum UserFact {
+    Own(UserEvent),
+    SignedIn { application_id: String },
+}
+
 pub struct Users;
 
 #[async_trait]
 impl StreamFold for Users {
-    type Event = UserEvent;
+    type Event = UserFact;
     type State = State;
-    const STREAM_TYPE: &'static str = "user";
+    /// The user's own stream, plus each interaction that signed the user in (for
+    /// `lastSignInAt` and the first application).
+    fn route(event: &RecordedEvent) -> Result<Option<(String, UserFact)>, domain::CodecError> {
+        if event.stream_type == "interaction" && event.event_type == "interaction.submitted" {
+            let decoded = domain::decode(&event.event_type, &event.payload)?;
+            if let InteractionEventRecord::Submitted {
+                user_id,
+                application_id,
+                ..
+            } = decoded
+            {
+                return Ok(Some((user_id, UserFact::SignedIn { application_id })));
+            }
+            return Ok(None);
+        }
+        Ok(crate::rows::own_stream::<UserEvent>(event, "user")?
+            .map(|(key, event)| (key, UserFact::Own(event))))
+    }
 
     async fn load(
         &self,
@@ -241,8 +265,17 @@ impl StreamFold for Users {
             .collect())
     }
 
-    fn fold(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
-        fold_user(state, event, decoded);
+    fn fold(state: &mut State, event: &RecordedEvent, decoded: UserFact) {
+        match decoded {
+            UserFact::Own(own) => fold_user(state, event, own),
+            UserFact::SignedIn { application_id } => {
+                if let Some(row) = &mut state.user {
+                    row.last_sign_in_at = Some(event.occurred_at_ms());
+                    row.updated_at = event.occurred_at_ms();
+                    row.application_id.get_or_insert(application_id);
+                }
+            }
+        }
     }
 
     async fn store(

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::Rejection;
 use domain::application::ApplicationError;
+use domain::interaction::InteractionError;
 use domain::organization::OrganizationError;
 use domain::organization_role::OrganizationRoleError;
 use domain::resource::ResourceError;
@@ -252,6 +253,17 @@ impl From<Rejection> for ApiError {
             Rejection::Resource(error) => resource(error),
             Rejection::SigningKey(error) => signing_key(error),
             Rejection::User(error) => user(error),
+            Rejection::Interaction(error) => interaction(error),
+            Rejection::Session(error) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "session.not_found",
+                error.to_string(),
+            ),
+            Rejection::Grant(error) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "oidc.invalid_grant",
+                error.to_string(),
+            ),
             Rejection::Organization(error) => organization(error),
             Rejection::OrganizationRole(error) => organization_role(error),
             Rejection::Exchange(error) => ApiError::new(
@@ -420,4 +432,29 @@ fn organization_role(error: OrganizationRoleError) -> ApiError {
             message,
         ),
     }
+}
+
+fn interaction(error: InteractionError) -> ApiError {
+    let message = error.to_string();
+    let (status, code) = match error {
+        InteractionError::NotFound | InteractionError::Expired | InteractionError::NotSubmitted => {
+            (StatusCode::NOT_FOUND, "session.not_found")
+        }
+        InteractionError::AlreadyStarted | InteractionError::Finished => {
+            (StatusCode::BAD_REQUEST, "session.interaction_finished")
+        }
+        InteractionError::VerificationNotFound(_) => (
+            StatusCode::NOT_FOUND,
+            "session.verification_session_not_found",
+        ),
+        InteractionError::UserNotIdentified | InteractionError::NotIdentified => {
+            (StatusCode::NOT_FOUND, "session.identifier_not_found")
+        }
+        InteractionError::NotRegistering => (StatusCode::FORBIDDEN, "auth.forbidden"),
+        InteractionError::MfaPending => (
+            StatusCode::FORBIDDEN,
+            "session.mfa.require_mfa_verification",
+        ),
+    };
+    ApiError::new(status, code, message)
 }

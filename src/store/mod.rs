@@ -221,7 +221,7 @@ where
         let events = state
             .decide(self.command.clone())
             .map_err(|error| StoreError::Rejected(error.into()))?;
-        let subject = A::data_subject(&self.stream_id, &events);
+        let subject = state.data_subject(&self.stream_id, &events);
         if let (Some(subject), false) = (&subject, events.is_empty()) {
             ensure_data_key(tx, keyring, keys, subject).await?;
         }

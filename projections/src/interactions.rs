@@ -1,0 +1,160 @@
+//! Sign-in interactions in progress: what the Experience API and the hosted pages read.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Transaction};
+use domain::RecordedEvent;
+use domain::interaction::{AuthorizationRequest, InteractionEventRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::{Projection, ProjectionError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InteractionRow {
+    pub id: String,
+    pub client_id: String,
+    /// `SignIn`, `Register` or `ForgotPassword`.
+    pub event: String,
+    pub request: Value,
+    /// Verification id → `{kind, userId}`.
+    pub verifications: Value,
+    pub user_id: Option<String>,
+    pub submitted: bool,
+    pub completed: bool,
+    pub grant_id: Option<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl InteractionRow {
+    pub fn request(&self) -> Result<AuthorizationRequest, ProjectionError> {
+        Ok(serde_json::from_value(self.request.clone())?)
+    }
+}
+
+static INTERACTIONS: Rows<InteractionRow> = Rows::new("interactions", "id");
+
+/// The row after one event. Pure.
+fn fold(row: &mut Option<InteractionRow>, event: &RecordedEvent, decoded: InteractionEventRecord) {
+    let at = event.occurred_at_ms();
+    if let InteractionEventRecord::Started {
+        request,
+        event: kind,
+        expires_at,
+    } = &decoded
+    {
+        *row = Some(InteractionRow {
+            id: event.stream_id.clone(),
+            client_id: request.client_id.clone(),
+            event: kind.as_str().to_owned(),
+            request: json!(request),
+            verifications: json!({}),
+            user_id: None,
+            submitted: false,
+            completed: false,
+            grant_id: None,
+            expires_at: *expires_at,
+            created_at: at,
+            updated_at: at,
+        });
+        return;
+    }
+    let Some(row) = row else { return };
+    row.updated_at = at;
+    match decoded {
+        InteractionEventRecord::Started { .. } | InteractionEventRecord::VerificationFailed(_) => {}
+        InteractionEventRecord::EventChanged { event } => row.event = event.as_str().to_owned(),
+        InteractionEventRecord::Verified(verified) => {
+            if let Value::Object(map) = &mut row.verifications {
+                map.insert(
+                    verified.verification_id,
+                    json!({ "kind": verified.kind.as_str(), "userId": verified.user_id }),
+                );
+            }
+        }
+        InteractionEventRecord::Identified { user_id, .. }
+        | InteractionEventRecord::UserRegistered { user_id } => row.user_id = Some(user_id),
+        InteractionEventRecord::Submitted { .. } => row.submitted = true,
+        InteractionEventRecord::Completed { grant_id, .. } => {
+            row.completed = true;
+            row.grant_id = Some(grant_id);
+        }
+    }
+}
+
+pub struct Interactions;
+
+#[async_trait]
+impl StreamFold for Interactions {
+    type Event = InteractionEventRecord;
+    type State = Option<InteractionRow>;
+
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, domain::CodecError> {
+        crate::rows::own_stream(event, "interaction")
+    }
+
+    async fn load(
+        &self,
+        db: &Transaction<'_>,
+        streams: &[String],
+    ) -> Result<HashMap<String, Option<InteractionRow>>, ProjectionError> {
+        let mut rows = single(INTERACTIONS.load(db, streams).await?);
+        Ok(streams
+            .iter()
+            .map(|id| (id.clone(), rows.remove(id)))
+            .collect())
+    }
+
+    fn fold(
+        state: &mut Option<InteractionRow>,
+        event: &RecordedEvent,
+        decoded: InteractionEventRecord,
+    ) {
+        fold(state, event, decoded);
+    }
+
+    async fn store(
+        &self,
+        db: &Transaction<'_>,
+        streams: &[String],
+        states: HashMap<String, Option<InteractionRow>>,
+    ) -> Result<(), ProjectionError> {
+        let rows: Vec<InteractionRow> = states.into_values().flatten().collect();
+        INTERACTIONS.store(db, streams, &rows).await
+    }
+}
+
+#[async_trait]
+impl Projection for Interactions {
+    fn name(&self) -> &'static str {
+        "interactions"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["interactions"]
+    }
+
+    async fn apply(
+        &self,
+        db: &Transaction<'_>,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        fold_streams(self, db, events).await
+    }
+}
+
+pub async fn by_id(
+    db: &impl GenericClient,
+    id: &str,
+) -> Result<Option<InteractionRow>, ProjectionError> {
+    document(
+        db,
+        "SELECT to_jsonb(i) FROM interactions i WHERE id = $1",
+        &[&id],
+    )
+    .await
+}
