@@ -272,10 +272,10 @@ impl Live {
     }
 
     fn issue(&mut self, issued: &Issued, at: i64) {
-        if let Some(new_refresh) = &issued.refresh_token {
-            if let Some(old) = self.refresh.replace(new_refresh.clone()) {
-                self.consumed_refreshes.insert(old.hash, at);
-            }
+        if let Some(new_refresh) = &issued.refresh_token
+            && let Some(old) = self.refresh.replace(new_refresh.clone())
+        {
+            self.consumed_refreshes.insert(old.hash, at);
         }
         self.last_exchange = at;
     }

@@ -169,7 +169,7 @@ pub enum InteractionEventRecord {
     #[serde(rename = "interaction.started")]
     #[serde(rename_all = "camelCase")]
     Started {
-        request: AuthorizationRequest,
+        request: Box<AuthorizationRequest>,
         event: InteractionEvent,
         expires_at: i64,
     },
@@ -420,7 +420,7 @@ impl Aggregate for Interaction {
                     expires_at,
                 },
             ) => Ok(vec![InteractionEventRecord::Started {
-                request,
+                request: Box::new(request),
                 event,
                 expires_at,
             }]),
@@ -440,7 +440,7 @@ impl Aggregate for Interaction {
                 },
             ) => {
                 *this = Interaction::Live(Box::new(Live {
-                    request: request.clone(),
+                    request: request.as_ref().clone(),
                     event: *event,
                     expires_at: *expires_at,
                     verifications: BTreeMap::new(),
@@ -473,7 +473,7 @@ mod tests {
 
     fn started() -> InteractionEventRecord {
         InteractionEventRecord::Started {
-            request: AuthorizationRequest {
+            request: Box::new(AuthorizationRequest {
                 client_id: "app".into(),
                 redirect_uri: "https://app.example/cb".into(),
                 response_mode: "query".into(),
@@ -486,7 +486,7 @@ mod tests {
                 ui_locales: None,
                 organization_id: None,
                 max_age: None,
-            },
+            }),
             event: InteractionEvent::SignIn,
             expires_at: 1_000,
         }

@@ -213,7 +213,7 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
 
 /// What the users fold reads: the user's own events, and sign-ins recorded by interactions.
 pub enum UserFact {
-    Own(UserEvent),
+    Own(Box<UserEvent>),
     SignedIn { application_id: String },
 }
 
@@ -239,7 +239,7 @@ impl StreamFold for Users {
             return Ok(None);
         }
         Ok(crate::rows::own_stream::<UserEvent>(event, "user")?
-            .map(|(key, event)| (key, UserFact::Own(event))))
+            .map(|(key, event)| (key, UserFact::Own(Box::new(event)))))
     }
 
     async fn load(
@@ -267,7 +267,7 @@ impl StreamFold for Users {
 
     fn fold(state: &mut State, event: &RecordedEvent, decoded: UserFact) {
         match decoded {
-            UserFact::Own(own) => fold_user(state, event, own),
+            UserFact::Own(own) => fold_user(state, event, *own),
             UserFact::SignedIn { application_id } => {
                 if let Some(row) = &mut state.user {
                     row.last_sign_in_at = Some(event.occurred_at_ms());
