@@ -38,6 +38,7 @@ CREATE TABLE grants (
     scopes        jsonb  NOT NULL,
     resources     jsonb  NOT NULL,
     auth_time     bigint NOT NULL,
+    nonce         text,
     created_at    bigint NOT NULL,
     updated_at    bigint NOT NULL,
     revoked_at    bigint,

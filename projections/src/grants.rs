@@ -22,6 +22,8 @@ pub struct GrantRow {
     pub scopes: Value,
     pub resources: Value,
     pub auth_time: i64,
+    /// The authorization request's nonce, echoed in the ID token the code is exchanged for.
+    pub nonce: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub revoked_at: Option<i64>,
@@ -130,6 +132,7 @@ fn fold(state: &mut State, event: &RecordedEvent, decoded: GrantEvent) {
                 scopes: json!(authorization.scopes),
                 resources: json!(authorization.resources),
                 auth_time: authorization.auth_time,
+                nonce: code.nonce.clone(),
                 created_at: at,
                 updated_at: at,
                 revoked_at: None,

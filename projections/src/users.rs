@@ -522,3 +522,34 @@ mod tests {
         assert_eq!((row.created_at, row.updated_at), (1_000, 3_000));
     }
 }
+
+/// Names of the scopes of `resource_id` that the user's roles grant.
+pub async fn granted_scopes(
+    db: &impl GenericClient,
+    user_id: &str,
+    resource_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT DISTINCT to_jsonb(s.name) FROM users_roles ur \
+         JOIN roles_scopes rs ON rs.role_id = ur.role_id \
+         JOIN scopes s ON s.id = rs.scope_id \
+         WHERE ur.user_id = $1 AND s.resource_id = $2",
+        &[&user_id, &resource_id],
+    )
+    .await
+}
+
+/// Names of the global roles the user holds.
+pub async fn role_names(
+    db: &impl GenericClient,
+    user_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(r.name) FROM users_roles ur JOIN roles r ON r.id = ur.role_id \
+         WHERE ur.user_id = $1 ORDER BY r.name",
+        &[&user_id],
+    )
+    .await
+}

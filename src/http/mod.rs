@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod management;
 pub mod oidc;
+pub mod pages;
 
 use std::any::Any;
 use std::time::Duration;

@@ -1,16 +1,20 @@
 //! The OpenID Connect provider under `/oidc`.
 
+mod authorize;
+mod claims;
 mod client;
 mod discovery;
 pub mod error;
 pub mod params;
 mod token;
+mod user_tokens;
 
 use axum::Router;
 use axum::routing::{get, post};
 
 use crate::app::AppState;
 
+pub use authorize::{INTERACTION_COOKIE, SESSION_COOKIE, resume_url};
 pub use client::SECRET_HASH_KIND;
 
 pub fn router() -> Router<AppState> {
@@ -25,4 +29,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/oidc/jwks", get(discovery::jwks))
         .route("/oidc/token", post(token::token))
+        .route(
+            "/oidc/auth",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/oidc/auth/{uid}", get(authorize::resume))
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::client::{self, Client};
 use super::error::OidcError;
 use super::params::Params;
+use super::user_tokens;
 use crate::app::AppState;
 use crate::crypto::ids;
 use crate::http::error::ApiError;
@@ -33,9 +34,11 @@ struct AccessClaims<'a> {
     aud: &'a str,
 }
 
+/// A successful exchange: the answer, and for machine-to-machine tokens the audit record (user
+/// grants are recorded on their grant stream instead).
 struct Granted {
     body: serde_json::Value,
-    issued: Issued,
+    issued: Option<Issued>,
 }
 
 fn grant_type(name: Option<&str>) -> GrantType {
@@ -72,16 +75,18 @@ pub async fn token(
     let actor = client_id.clone().map_or(Actor::Anonymous, Actor::App);
     let metadata = context.metadata(actor);
     match outcome {
-        Ok(granted) => match record(
-            &state,
-            &metadata,
-            ExchangeCommand::RecordIssued(granted.issued),
-        )
-        .await
-        {
-            Ok(()) => no_store(axum::Json(granted.body).into_response()),
-            Err(error) => error.into_response(),
-        },
+        Ok(granted) => {
+            let recorded = match granted.issued {
+                Some(issued) => {
+                    record(&state, &metadata, ExchangeCommand::RecordIssued(issued)).await
+                }
+                None => Ok(()),
+            };
+            match recorded {
+                Ok(()) => no_store(axum::Json(granted.body).into_response()),
+                Err(error) => error.into_response(),
+            }
+        }
         Err(error) => {
             let refused = Refused {
                 grant_type: grant_type(grant.as_deref()),
@@ -132,9 +137,18 @@ async fn exchange(
     let client = client::authenticate(state, headers, params, context.now_ms()).await?;
     match grant_type(Some(grant)) {
         GrantType::ClientCredentials => client_credentials(state, context, params, client).await,
-        GrantType::AuthorizationCode | GrantType::RefreshToken | GrantType::Unknown => Err(
-            OidcError::new("unsupported_grant_type", "unsupported grant_type requested"),
-        ),
+        GrantType::AuthorizationCode => {
+            let body = user_tokens::authorization_code(state, context, params, &client).await?;
+            Ok(Granted { body, issued: None })
+        }
+        GrantType::RefreshToken => {
+            let body = user_tokens::refresh_token(state, context, params, &client).await?;
+            Ok(Granted { body, issued: None })
+        }
+        GrantType::Unknown => Err(OidcError::new(
+            "unsupported_grant_type",
+            "unsupported grant_type requested",
+        )),
     }
 }
 
@@ -220,7 +234,7 @@ async fn client_credentials(
             "token_type": "Bearer",
             "scope": scope,
         }),
-        issued: Issued {
+        issued: Some(Issued {
             grant_type: GrantType::ClientCredentials,
             application_id: client.application.id,
             secret_name: client.secret_name,
@@ -230,6 +244,6 @@ async fn client_credentials(
             token_types: vec!["AccessToken".to_owned()],
             token_id,
             expires_at: (issued_at + expires_in) * 1000,
-        },
+        }),
     })
 }
