@@ -12,9 +12,13 @@
 //! - `BENCH_SECONDS`    measured seconds per writer count (default 10)
 //! - `BENCH_WARMUP`     warm-up seconds per writer count (default 2)
 //! - `BENCH_WRITERS`    writer counts, comma-separated (default 1,8,64)
+//! - `BENCH_WRITERS_AFTER` writer counts measured again after the replay, on the grown log
+//!   (default 1,8; `none` skips)
 //! - `BENCH_UNIT`       commands per unit of work when generating (default 100; larger units
 //!   are slower per event)
 //! - `BENCH_GENERATORS` concurrent generating tasks (default 4)
+//! - `BENCH_QUIET_WAIT` seconds to wait, before each measurement, for other load on the
+//!   machine to end (default 120; 0 disables)
 //! - `BENCH_KEEP=1`     keep `target/bench-data/<pid>` afterwards
 //!
 //! Smoke run: `BENCH_EVENTS=20000 BENCH_SECONDS=1 BENCH_WARMUP=0 cargo bench --bench store`.
@@ -80,6 +84,17 @@ async fn run(cluster: &Cluster, dir: &Path) -> Result<(), BoxError> {
     generate(&store, target).await?;
     replay(&environment, postmaster).await?;
 
+    let after = env_list("BENCH_WRITERS_AFTER", &[1, 8]);
+    if !after.is_empty() {
+        println!(
+            "\n== appends again, on the grown log ({} events)",
+            head(&store).await?
+        );
+    }
+    for writers in after {
+        appends(&store, postmaster, writers, warmup, seconds).await?;
+    }
+
     println!(
         "\npeak RSS of the bench process (VmHWM): {:.1} MiB",
         common::status_kb("VmHWM") as f64 / 1024.0
@@ -127,6 +142,10 @@ async fn appends(
     warmup: f64,
     seconds: f64,
 ) -> Result<(), BoxError> {
+    // Distinguishes the streams of repeated levels.
+    static ROUND: AtomicU64 = AtomicU64::new(0);
+    let round = ROUND.fetch_add(1, Ordering::Relaxed);
+    common::wait_for_quiet().await;
     let begin = Instant::now();
     let measured_from = begin + Duration::from_secs_f64(warmup);
     let end = measured_from + Duration::from_secs_f64(seconds);
@@ -145,7 +164,7 @@ async fn appends(
                 if started >= end {
                     break;
                 }
-                let stream = format!("bench-{writers}x{writer}-{n}");
+                let stream = format!("bench-{round}-{writers}x{writer}-{n}");
                 let id = ((writers as u64) << 48) | ((writer as u64) << 32) | n;
                 let outcome = store
                     .execute::<Exchange>(&stream, issued(id), &metadata(id))
@@ -282,6 +301,7 @@ async fn generate(store: &EventStore, target: i64) -> Result<(), BoxError> {
 /// Refolds the whole log into every projection, as `replay rebuild` does.
 async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<(), BoxError> {
     let chosen = projections::ALL;
+    common::wait_for_quiet().await;
     let rss_before = common::status_kb("VmHWM");
     let mut client = environment.pool.get().await?;
     let cpu_before = CpuSnapshot::take(None, postmaster);

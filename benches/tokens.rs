@@ -10,6 +10,8 @@
 //! - `IDLEDGER_BIN`   server binary to run (default: the `idledger` binary cargo built for
 //!   this bench, in the release profile)
 //! - `IDLEDGER_DB_POOL_SIZE` is passed through to the server when set (server default 32)
+//! - `BENCH_QUIET_WAIT` seconds to wait, before each level, for other load on the machine to
+//!   end (default 120; 0 disables)
 //! - `BENCH_KEEP=1`   keep `target/bench-data/<pid>` (with the server's log) afterwards
 //!
 //! Smoke run: `BENCH_CLIENTS=4 BENCH_SECONDS=1 BENCH_WARMUP=0 cargo bench --bench tokens`.
@@ -199,6 +201,7 @@ async fn drive(server: &Server, cluster: &Cluster, dir: &Path) -> Result<(), Box
     }
 
     for clients in env_list("BENCH_CLIENTS", &[16, 64]) {
+        common::wait_for_quiet().await;
         let begin = Instant::now();
         let measured_from = begin + Duration::from_secs_f64(warmup);
         let end = measured_from + Duration::from_secs_f64(seconds);

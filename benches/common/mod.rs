@@ -165,6 +165,37 @@ pub fn machine_cpu() -> (f64, f64) {
     ((total - idle) / TICKS, total / TICKS)
 }
 
+/// Waits (up to `BENCH_QUIET_WAIT` seconds, default 120; 0 disables) until the machine is
+/// nearly idle over one second, so other people's builds do not skew a level. Says so when it
+/// waited or gave up.
+pub async fn wait_for_quiet() {
+    let limit = Duration::from_secs_f64(env_or("BENCH_QUIET_WAIT", 120.0));
+    let started = std::time::Instant::now();
+    let mut busy_share = 0.0;
+    while started.elapsed() < limit {
+        let (busy_before, total_before) = machine_cpu();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (busy_after, total_after) = machine_cpu();
+        busy_share = (busy_after - busy_before) / (total_after - total_before).max(1e-9);
+        if busy_share < 0.15 {
+            if started.elapsed() > Duration::from_secs(2) {
+                println!(
+                    "  (waited {:.0} s for other load on the machine to end)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            return;
+        }
+    }
+    if !limit.is_zero() {
+        println!(
+            "  (machine still {:.0}% busy with other work after {:.0} s; measuring anyway)",
+            100.0 * busy_share,
+            limit.as_secs_f64()
+        );
+    }
+}
+
 /// A kB figure of /proc/self/status (`VmHWM`, `VmRSS`).
 pub fn status_kb(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
