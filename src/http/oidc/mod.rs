@@ -5,8 +5,10 @@ mod claims;
 mod client;
 mod discovery;
 pub mod error;
+mod logout;
 pub mod params;
 mod token;
+mod tokens;
 mod user_tokens;
 
 use axum::Router;
@@ -34,4 +36,12 @@ pub fn router() -> Router<AppState> {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/oidc/auth/{uid}", get(authorize::resume))
+        .route("/oidc/me", get(tokens::userinfo).post(tokens::userinfo))
+        .route("/oidc/token/introspection", post(tokens::introspection))
+        .route("/oidc/token/revocation", post(tokens::revocation))
+        .route(
+            "/oidc/session/end",
+            get(logout::end_session_get).post(logout::end_session_post),
+        )
+        .route("/oidc/session/end/confirm", post(logout::confirm))
 }
