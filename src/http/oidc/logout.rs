@@ -90,6 +90,30 @@ async fn client_of(state: &AppState, params: &Params) -> Result<Option<String>, 
     }
 }
 
+/// A post-logout redirect URI must be registered for the client it is returned to.
+async fn check_return(state: &AppState, client_id: Option<&str>, uri: &str) -> Result<(), Response> {
+    let Some(client_id) = client_id else {
+        return Err(bad("post_logout_redirect_uri needs client_id or id_token_hint"));
+    };
+    let application = async {
+        let db = state.store.pool().get().await?;
+        Ok::<_, ApiError>(projections::applications::by_id(&db, client_id).await?)
+    }
+    .await;
+    match application {
+        Ok(Some(app))
+            if app.oidc_client_metadata["postLogoutRedirectUris"]
+                .as_array()
+                .is_some_and(|uris| uris.iter().any(|u| u.as_str() == Some(uri))) =>
+        {
+            Ok(())
+        }
+        Ok(Some(_)) => Err(bad("post_logout_redirect_uri not registered")),
+        Ok(None) => Err(bad("unknown client")),
+        Err(error) => Err(error.into_response()),
+    }
+}
+
 async fn confirm_page(state: &AppState, jar: &CookieJar, params: &Params) -> Response {
     let client_id = match client_of(state, params).await {
         Ok(client) => client,
@@ -98,30 +122,16 @@ async fn confirm_page(state: &AppState, jar: &CookieJar, params: &Params) -> Res
     let Ok(redirect) = params.single("post_logout_redirect_uri") else {
         return bad("post_logout_redirect_uri given twice");
     };
-    if let Some(uri) = redirect {
-        let Some(client_id) = &client_id else {
-            return bad("post_logout_redirect_uri needs client_id or id_token_hint");
-        };
-        let application = async {
-            let db = state.store.pool().get().await?;
-            Ok::<_, ApiError>(projections::applications::by_id(&db, client_id).await?)
-        }
-        .await;
-        let registered = match application {
-            Ok(Some(app)) => app.oidc_client_metadata["postLogoutRedirectUris"]
-                .as_array()
-                .is_some_and(|uris| uris.iter().any(|u| u.as_str() == Some(uri))),
-            Ok(None) => return bad("unknown client"),
-            Err(error) => return error.into_response(),
-        };
-        if !registered {
-            return bad("post_logout_redirect_uri not registered");
-        }
+    if let Some(uri) = redirect
+        && let Err(refusal) = check_return(state, client_id.as_deref(), uri).await
+    {
+        return refusal;
     }
     let token = xsrf(state, jar);
     let mut fields = vec![("xsrf", token.as_str())];
-    if let Some(uri) = redirect {
+    if let (Some(uri), Some(client_id)) = (redirect, &client_id) {
         fields.push(("post_logout_redirect_uri", uri));
+        fields.push(("client_id", client_id));
     }
     if let Ok(Some(client_state)) = params.single("state") {
         fields.push(("state", client_state));
@@ -148,13 +158,20 @@ pub async fn confirm(
     if params.single("xsrf").ok().flatten() != Some(xsrf(&state, &jar).as_str()) {
         return bad("the sign-out form expired; start again");
     }
+    let redirect = params.single("post_logout_redirect_uri").ok().flatten();
+    // Checked again here: a browser without a session shares its XSRF value with every other
+    // such browser, so the form alone proves nothing about the URI.
+    if let Some(uri) = redirect
+        && let Err(refusal) =
+            check_return(&state, params.single("client_id").ok().flatten(), uri).await
+    {
+        return refusal;
+    }
     if let Err(error) = end(&state, &context, &jar).await {
         return error.into_response();
     }
     let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
-    // Checked against the client's registered URIs when the confirmation page was built, and
-    // the XSRF token proves the form is ours.
-    match params.single("post_logout_redirect_uri").ok().flatten() {
+    match redirect {
         Some(uri) => {
             let mut target = uri.to_owned();
             if let Ok(Some(client_state)) = params.single("state") {

@@ -1,6 +1,6 @@
 //! The OpenID Connect provider under `/oidc`.
 
-mod authorize;
+pub mod authorize;
 mod claims;
 mod client;
 mod discovery;

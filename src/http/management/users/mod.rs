@@ -5,6 +5,7 @@ mod identities;
 mod organizations;
 mod password;
 mod roles;
+mod sessions;
 mod tokens;
 
 use axum::extract::{OriginalUri, Path, State};
@@ -24,6 +25,7 @@ use crate::crypto::ids;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::extract::{Json, QueryPairs, RequestContext};
+use crate::store::Unit;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(roles::routes())
         .merge(tokens::routes())
         .merge(organizations::routes())
+        .merge(sessions::routes())
 }
 
 /// Logto's user object ("UserProfileResponse").
@@ -531,7 +534,16 @@ async fn delete_user(
             "You cannot delete yourself.",
         ));
     }
-    execute(&state, &caller, &context, &id, UserCommand::Delete).await?;
+    // Tokens and sessions go with the user, in the same unit of work.
+    let unit = {
+        let db = state.store.pool().get().await?;
+        let unit = Unit::new().then::<User>(&id, UserCommand::Delete);
+        sessions::sign_out_everywhere(&db, unit, &id, context.now_ms(), "user deleted").await?
+    };
+    state
+        .store
+        .run(unit, &context.metadata(caller.actor))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -628,14 +640,17 @@ async fn set_suspended(
     Path(id): Path<String>,
     Json(body): Json<SuspensionBody>,
 ) -> Result<axum::Json<UserResponse>, ApiError> {
-    execute(
-        &state,
-        &caller,
-        &context,
-        &id,
-        UserCommand::SetSuspended(body.is_suspended),
-    )
-    .await?;
+    let mut unit = Unit::new().then::<User>(&id, UserCommand::SetSuspended(body.is_suspended));
+    if body.is_suspended {
+        // Logto signs a suspended user out everywhere: sessions end, tokens die.
+        let db = state.store.pool().get().await?;
+        unit = sessions::sign_out_everywhere(&db, unit, &id, context.now_ms(), "user suspended")
+            .await?;
+    }
+    state
+        .store
+        .run(unit, &context.metadata(caller.actor))
+        .await?;
     respond(&state, &id).await
 }
 
