@@ -39,7 +39,7 @@ use domain::{Actor, Metadata};
 use idledger::app::{DATABASE, Environment, ensure_database};
 use idledger::config::Storage;
 use idledger::postgres::Cluster;
-use idledger::store::{EventStore, Unit};
+use idledger::store::{EventStore, Stretch, Unit, refold};
 use time::OffsetDateTime;
 
 fn main() -> Result<(), BoxError> {
@@ -311,6 +311,7 @@ async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<()
         .query_one("SELECT position FROM event_head FOR UPDATE", &[])
         .await?
         .try_get(0)?;
+    let snapshot = idledger::store::export_snapshot(&tx).await?;
     for projection in chosen {
         for table in projection.tables() {
             tx.batch_execute(&format!("TRUNCATE {table}")).await?;
@@ -318,15 +319,27 @@ async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<()
     }
     let truncated = started.elapsed();
     let mut reported = 0;
-    let folded = idledger::store::refold(&tx, &environment.keyring, chosen, 0, head, |at| {
-        if at / 200_000 > reported {
-            reported = at / 200_000;
-            println!(
-                "  folded up to {at:>8} in {:>6.1} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-    })
+    let stretch = Stretch {
+        snapshot: &snapshot,
+        after: 0,
+        until: head,
+    };
+    let folded = refold(
+        &environment.pool,
+        &tx,
+        &environment.keyring,
+        chosen,
+        stretch,
+        |at| {
+            if at / 200_000 > reported {
+                reported = at / 200_000;
+                println!(
+                    "  folded up to {at:>8} in {:>6.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        },
+    )
     .await?;
     let refolded = started.elapsed();
     for projection in chosen {
@@ -355,10 +368,28 @@ async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<()
     );
 
     // The same pass with no projection: what reading and decoding the log costs alone.
-    let tx = client.transaction().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await?;
     let started = Instant::now();
     let cpu_before = CpuSnapshot::take(None, postmaster);
-    let read = idledger::store::refold(&tx, &environment.keyring, &[], 0, head, |_| {}).await?;
+    let snapshot = idledger::store::export_snapshot(&tx).await?;
+    let stretch = Stretch {
+        snapshot: &snapshot,
+        after: 0,
+        until: head,
+    };
+    let read = refold(
+        &environment.pool,
+        &tx,
+        &environment.keyring,
+        &[],
+        stretch,
+        |_| {},
+    )
+    .await?;
     let read_seconds = started.elapsed().as_secs_f64();
     let cpu_after = CpuSnapshot::take(None, postmaster);
     tx.rollback().await?;

@@ -7,5 +7,6 @@ pub mod crypto;
 pub mod http;
 pub mod migrate;
 pub mod postgres;
+pub mod sentinel;
 pub mod store;
 pub mod telemetry;

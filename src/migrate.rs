@@ -20,6 +20,9 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (6, "0006_users"),
     (7, "0007_organizations"),
     (8, "0008_oidc"),
+    (9, "0009_sign_in_experience"),
+    (10, "0010_sentinel"),
+    (11, "0011_one_time_tokens"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

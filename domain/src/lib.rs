@@ -7,12 +7,14 @@ pub mod envelope;
 pub mod exchange;
 pub mod grant;
 pub mod interaction;
+pub mod one_time_token;
 pub mod organization;
 pub mod organization_role;
 pub mod patch;
 pub mod resource;
 pub mod role;
 pub mod session;
+pub mod sign_in_experience;
 pub mod signing_key;
 pub mod upcast;
 pub mod user;
@@ -49,4 +51,8 @@ pub enum Rejection {
     Organization(#[from] organization::OrganizationError),
     #[error(transparent)]
     OrganizationRole(#[from] organization_role::OrganizationRoleError),
+    #[error(transparent)]
+    SignInExperience(#[from] sign_in_experience::SignInExperienceError),
+    #[error(transparent)]
+    OneTimeToken(#[from] one_time_token::OneTimeTokenError),
 }

@@ -6,12 +6,14 @@ pub mod applications;
 pub mod grants;
 pub mod interactions;
 pub mod logs;
+pub mod one_time_tokens;
 pub mod organizations;
 pub mod resources;
 pub mod roles;
 mod rows;
 pub mod search;
 pub mod sessions;
+pub mod sign_in_experience;
 pub mod signing_keys;
 pub mod users;
 
@@ -19,7 +21,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use domain::{CodecError, RecordedEvent};
 
-pub use rows::{Query, Rows, StreamFold, Window, document, documents, fold_streams, single};
+pub use rows::{Query, Rows, StreamFold, Window, bulk, document, documents, fold_streams, single};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -57,6 +59,8 @@ pub static ALL: &[&dyn Projection] = &[
     &users::Users,
     &organizations::Organizations,
     &signing_keys::SigningKeys,
+    &sign_in_experience::SignInExperiences,
+    &one_time_tokens::OneTimeTokens,
     &interactions::Interactions,
     &sessions::Sessions,
     &grants::Grants,

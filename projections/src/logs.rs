@@ -6,6 +6,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use domain::Actor;
 use domain::RecordedEvent;
 use domain::exchange::ExchangeEvent;
+use domain::interaction::InteractionEventRecord;
 use domain::user::UserEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -188,6 +189,157 @@ fn user_change(event: UserEvent) -> (&'static str, Map<String, Value>) {
     }
 }
 
+/// What an interaction's log keys need beyond its own events: the client it serves and the
+/// interaction event (`SignIn`, `Register`, ...) in force, which `interaction.verified` and its
+/// kin do not repeat.
+#[derive(Debug, Clone)]
+struct Journey {
+    client_id: String,
+    event: String,
+}
+
+/// The journeys of the interactions a batch touches, followed through the batch in order. An
+/// interaction begun before the batch is read back from the log itself (never from another read
+/// model), so the entries do not depend on chunking or on which projections are refolded.
+#[derive(Default)]
+struct Journeys(std::collections::HashMap<String, Journey>);
+
+impl Journeys {
+    async fn journey(
+        &mut self,
+        db: &Transaction<'_>,
+        event: &RecordedEvent,
+    ) -> Result<Option<Journey>, ProjectionError> {
+        if let Some(journey) = self.0.get(&event.stream_id) {
+            return Ok(Some(journey.clone()));
+        }
+        let statement = db
+            .prepare_cached(
+                "SELECT s.payload->'request'->>'clientId', c.payload->>'event' \
+                 FROM events s, LATERAL ( \
+                   SELECT payload FROM events \
+                   WHERE stream_type = 'interaction' AND stream_id = $1 AND sequence < $2 \
+                     AND event_type IN ('interaction.started', 'interaction.event_changed') \
+                   ORDER BY sequence DESC LIMIT 1) c \
+                 WHERE s.stream_type = 'interaction' AND s.stream_id = $1 AND s.sequence = 1",
+            )
+            .await?;
+        let Some(row) = db
+            .query_opt(&statement, &[&event.stream_id, &event.sequence])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let journey = match (row.try_get(0)?, row.try_get(1)?) {
+            (Some(client_id), Some(event)) => Journey { client_id, event },
+            _ => return Ok(None),
+        };
+        self.0.insert(event.stream_id.clone(), journey.clone());
+        Ok(Some(journey))
+    }
+
+    /// The entry of one interaction event (Logto's `Interaction.*` keys), if it has one.
+    async fn entry(
+        &mut self,
+        db: &Transaction<'_>,
+        event: &RecordedEvent,
+    ) -> Result<Option<LogRow>, ProjectionError> {
+        let decoded = domain::decode::<InteractionEventRecord>(&event.event_type, &event.payload)?;
+        if let InteractionEventRecord::Started {
+            request,
+            event: kind,
+            ..
+        } = &decoded
+        {
+            self.0.insert(
+                event.stream_id.clone(),
+                Journey {
+                    client_id: request.client_id.clone(),
+                    event: kind.as_str().to_owned(),
+                },
+            );
+        }
+        let Some(journey) = self.journey(db, event).await? else {
+            return Ok(None);
+        };
+        let phase = |what: &str| format!("Interaction.{}.{what}", journey.event);
+        let (key, success, user_id, mut extra) = match decoded {
+            InteractionEventRecord::Started { .. } => {
+                ("Interaction.Create".to_owned(), true, None, Map::new())
+            }
+            InteractionEventRecord::EventChanged { event: next } => {
+                let key = phase("Update");
+                self.0.insert(
+                    event.stream_id.clone(),
+                    Journey {
+                        event: next.as_str().to_owned(),
+                        ..journey.clone()
+                    },
+                );
+                let extra = Map::from_iter([("interactionEvent".to_owned(), json!(next.as_str()))]);
+                (key, true, None, extra)
+            }
+            InteractionEventRecord::Verified(verified) => (
+                phase(&format!("Verification.{}.Submit", verified.kind.as_str())),
+                true,
+                verified.user_id,
+                Map::from_iter([("verificationId".to_owned(), json!(verified.verification_id))]),
+            ),
+            InteractionEventRecord::VerificationFailed(failed) => (
+                phase(&format!("Verification.{}.Submit", failed.kind.as_str())),
+                false,
+                failed.user_id,
+                Map::from_iter([("error".to_owned(), json!({ "code": failed.reason }))]),
+            ),
+            InteractionEventRecord::Identified {
+                user_id,
+                verification_id,
+            } => (
+                phase("Identifier.Submit"),
+                true,
+                Some(user_id),
+                Map::from_iter([("verificationId".to_owned(), json!(verification_id))]),
+            ),
+            InteractionEventRecord::UserRegistered { user_id } => {
+                (phase("Identifier.Submit"), true, Some(user_id), Map::new())
+            }
+            InteractionEventRecord::Submitted {
+                user_id,
+                event: submitted,
+                ..
+            } => (
+                format!("Interaction.{}.Submit", submitted.as_str()),
+                true,
+                Some(user_id),
+                Map::new(),
+            ),
+            InteractionEventRecord::Completed {
+                grant_id, user_id, ..
+            } => (
+                "Interaction.End".to_owned(),
+                true,
+                Some(user_id).filter(|id| !id.is_empty()),
+                Map::from_iter([("grantId".to_owned(), json!(grant_id))]),
+            ),
+        };
+        let mut payload = base(&key, success, event);
+        payload.insert("interactionId".into(), json!(event.stream_id));
+        payload.insert("applicationId".into(), json!(journey.client_id));
+        if let Some(user_id) = &user_id {
+            payload.insert("userId".into(), json!(user_id));
+        }
+        payload.append(&mut extra);
+        Ok(Some(LogRow {
+            id: log_id(event.position),
+            key,
+            payload: Value::Object(payload),
+            user_id,
+            application_id: Some(journey.client_id),
+            created_at: event.occurred_at_ms(),
+        }))
+    }
+}
+
 pub struct Logs;
 
 #[async_trait]
@@ -206,8 +358,13 @@ impl Projection for Logs {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let mut rows = Vec::new();
+        let mut journeys = Journeys::default();
         for event in events {
-            rows.extend(entry(event)?);
+            if event.stream_type == "interaction" {
+                rows.extend(journeys.entry(db, event).await?);
+            } else {
+                rows.extend(entry(event)?);
+            }
         }
         LOGS.insert(db, &rows).await
     }

@@ -327,6 +327,32 @@ pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<UserRow>,
     document(db, "SELECT to_jsonb(u) FROM users u WHERE id = $1", &[&id]).await
 }
 
+/// The user a sign-in identifier names, matched as Logto matches them: a username exactly (or
+/// ignoring case under a case-insensitive username policy), an email ignoring case (as its
+/// unique index does), a phone as stored (the caller normalizes it first).
+pub async fn by_identifier(
+    db: &impl GenericClient,
+    kind: domain::interaction::IdentifierType,
+    value: &str,
+    username_case_sensitive: bool,
+) -> Result<Option<UserRow>, ProjectionError> {
+    use domain::interaction::IdentifierType;
+    let sql = match (kind, username_case_sensitive) {
+        (IdentifierType::Username, true) => "SELECT to_jsonb(u) FROM users u WHERE username = $1",
+        // Ordered so a case-insensitive policy adopted over case-variant usernames still picks
+        // one user deterministically.
+        (IdentifierType::Username, false) => {
+            "SELECT to_jsonb(u) FROM users u WHERE lower(username) = lower($1) \
+             ORDER BY username = $1 DESC, created_at, id LIMIT 1"
+        }
+        (IdentifierType::Email, _) => {
+            "SELECT to_jsonb(u) FROM users u WHERE lower(primary_email) = lower($1)"
+        }
+        (IdentifierType::Phone, _) => "SELECT to_jsonb(u) FROM users u WHERE primary_phone = $1",
+    };
+    document(db, sql, &[&value]).await
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
     pub search: crate::search::Search,

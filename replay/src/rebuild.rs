@@ -2,6 +2,7 @@
 //! that holds the append lock, so no command commits half-way through.
 
 use idledger::app::Environment;
+use idledger::store::{Stretch, refold};
 use projections::Projection;
 
 use crate::ReplayError;
@@ -34,6 +35,9 @@ pub async fn run(environment: &Environment, names: &[String]) -> Result<(), Repl
         .query_one("SELECT position FROM event_head FOR UPDATE", &[])
         .await?
         .try_get(0)?;
+    // Taken under the head lock and before any write: the reader sees exactly the log up to
+    // `head`.
+    let snapshot = idledger::store::export_snapshot(&tx).await?;
     for projection in &chosen {
         for table in projection.tables() {
             // Table names come from the projection list, never from input.
@@ -42,9 +46,19 @@ pub async fn run(environment: &Environment, names: &[String]) -> Result<(), Repl
     }
     let progress = bar(u64::try_from(head).unwrap_or(0), "rebuild");
     let started = std::time::Instant::now();
-    let folded = idledger::store::refold(&tx, &environment.keyring, &chosen, 0, head, |at| {
-        progress.set_position(u64::try_from(at).unwrap_or(0));
-    })
+    let stretch = Stretch {
+        snapshot: &snapshot,
+        after: 0,
+        until: head,
+    };
+    let folded = refold(
+        &environment.pool,
+        &tx,
+        &environment.keyring,
+        &chosen,
+        stretch,
+        |at| progress.set_position(u64::try_from(at).unwrap_or(0)),
+    )
     .await?;
     for projection in &chosen {
         tx.execute(

@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod password;
+pub mod password_policy;
 mod keyring;
 pub mod signing;
 

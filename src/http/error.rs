@@ -7,16 +7,19 @@ use axum::response::{IntoResponse, Response};
 use domain::Rejection;
 use domain::application::ApplicationError;
 use domain::interaction::InteractionError;
+use domain::one_time_token::OneTimeTokenError;
 use domain::organization::OrganizationError;
 use domain::organization_role::OrganizationRoleError;
 use domain::resource::ResourceError;
 use domain::role::RoleError;
+use domain::sign_in_experience::SignInExperienceError;
 use domain::signing_key::SigningKeyError;
 use domain::user::UserError;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::sentinel::Limited;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -106,6 +109,28 @@ impl ApiError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "unknown",
             "Internal server error.",
+        )
+    }
+
+    /// A rate limit (per IP, per recipient...) refused the request: 429 with `Retry-After`.
+    pub fn rate_limited(limited: Limited) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request.rate_limited",
+            "Too many requests. Please try again later.",
+        )
+        .with_header(header::RETRY_AFTER, limited.retry_after_secs.to_string())
+    }
+
+    /// Logto's sentinel locked the identifier after too many failed verifications; the message
+    /// says when to retry, in whole minutes as Logto words it.
+    pub fn verification_blocked(limited: Limited) -> ApiError {
+        let minutes = limited.retry_after_secs.saturating_add(30) / 60;
+        let unit = if minutes == 1 { "minute" } else { "minutes" };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "session.verification_blocked_too_many_attempts",
+            format!("Too many attempts in a short time. Please try again in {minutes} {unit}."),
         )
     }
 
@@ -266,6 +291,8 @@ impl From<Rejection> for ApiError {
             ),
             Rejection::Organization(error) => organization(error),
             Rejection::OrganizationRole(error) => organization_role(error),
+            Rejection::SignInExperience(error) => sign_in_experience(error),
+            Rejection::OneTimeToken(error) => one_time_token(error),
             Rejection::Exchange(error) => ApiError::new(
                 StatusCode::CONFLICT,
                 "request.concurrent_modification",
@@ -434,6 +461,96 @@ fn organization_role(error: OrganizationRoleError) -> ApiError {
     }
 }
 
+fn sign_in_experience(error: SignInExperienceError) -> ApiError {
+    use SignInExperienceError as E;
+    let message = error.to_string();
+    let (status, code) = match error {
+        // Left over only when the configuration kept changing under the handler's retries.
+        E::Stale => (StatusCode::CONFLICT, "request.concurrent_modification"),
+        E::UnsupportedDefaultLanguage { .. } => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.unsupported_default_language",
+        ),
+        E::MissingSignUpIdentifiers => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.missing_sign_up_identifiers",
+        ),
+        E::DuplicatedSignUpIdentifiers => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.duplicated_sign_up_identifiers",
+        ),
+        E::PasswordlessRequiresVerify => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.passwordless_requires_verify",
+        ),
+        E::EnabledConnectorNotFound { .. } => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.enabled_connector_not_found",
+        ),
+        E::AtLeastOneAuthenticationFactor => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.at_least_one_authentication_factor",
+        ),
+        E::CodeSignInMustBeEnabled => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.code_sign_in_must_be_enabled",
+        ),
+        E::EmailVerificationCodeCannotBeUsedForSignIn => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.email_verification_code_cannot_be_used_for_sign_in",
+        ),
+        E::PhoneVerificationCodeCannotBeUsedForSignIn => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.phone_verification_code_cannot_be_used_for_sign_in",
+        ),
+        E::DuplicatedMfaFactors => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.duplicated_mfa_factors",
+        ),
+        E::BackupCodeCannotBeEnabledAlone => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.backup_code_cannot_be_enabled_alone",
+        ),
+        E::EmailVerificationCodeCannotBeUsedForMfa => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.email_verification_code_cannot_be_used_for_mfa",
+        ),
+        E::PhoneVerificationCodeCannotBeUsedForMfa => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.phone_verification_code_cannot_be_used_for_mfa",
+        ),
+        E::AdaptiveMfaRequiresMfa => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sign_in_experiences.adaptive_mfa_requires_mfa",
+        ),
+        E::AdaptiveMfaRequiresNonSkippablePolicy => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sign_in_experiences.adaptive_mfa_requires_non_skippable_policy",
+        ),
+        E::NonAdaptiveMfaRequiresSkippablePolicy => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sign_in_experiences.non_adaptive_mfa_requires_skippable_policy",
+        ),
+        E::ForgotPasswordMethodRequiresConnector { .. } => (
+            StatusCode::BAD_REQUEST,
+            "sign_in_experiences.forgot_password_method_requires_connector",
+        ),
+        E::PasswordExpirationInvalidPeriodDays => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sign_in_experiences.password_expiration_invalid_period_days",
+        ),
+        E::PasswordExpirationRequiresForgotPassword => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sign_in_experiences.password_expiration_requires_forgot_password",
+        ),
+        // Logto Cloud features, refused by an OSS server as Logto's own does.
+        E::HideLogtoBrandingUnavailable | E::CustomUiCspUnavailable => {
+            return ApiError::bad_request(message);
+        }
+    };
+    ApiError::new(status, code, message)
+}
+
 fn interaction(error: InteractionError) -> ApiError {
     let message = error.to_string();
     let (status, code) = match error {
@@ -457,4 +574,19 @@ fn interaction(error: InteractionError) -> ApiError {
         ),
     };
     ApiError::new(status, code, message)
+}
+
+/// Logto's one-time-token codes (all 400 but the missing token).
+fn one_time_token(error: OneTimeTokenError) -> ApiError {
+    let message = error.to_string();
+    let code = match error {
+        OneTimeTokenError::NotFound => return ApiError::not_exists_with_id("one-time token", ""),
+        OneTimeTokenError::AlreadyExists => "entity.unique_integrity_violation",
+        OneTimeTokenError::EmailMismatch => "one_time_token.email_mismatch",
+        OneTimeTokenError::Consumed => "one_time_token.token_consumed",
+        OneTimeTokenError::Revoked => "one_time_token.token_revoked",
+        OneTimeTokenError::Expired => "one_time_token.token_expired",
+        OneTimeTokenError::CannotReactivate => "one_time_token.cannot_reactivate_token",
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod experience;
 pub mod extract;
 pub mod management;
 pub mod oidc;
@@ -40,7 +41,9 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(management)
+        .merge(experience::router())
         .merge(oidc::router())
+        .merge(pages::routes())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

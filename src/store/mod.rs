@@ -1,23 +1,28 @@
-//! The event store: the only code that appends to the log. One unit of work = one transaction
-//! that loads each touched stream, decides, appends with the next gapless positions, seals the
-//! unit's secrets into the vault, runs every projection over the new events and commits.
+//! The event store: the only code that appends to the log. A unit of work (commands on one or
+//! more streams) is decided on the caller's task: load each touched stream, fold, decide, encode,
+//! seal personal data and secrets. The node's appender (`append.rs`) then commits it with the
+//! other units that arrived meanwhile, in one transaction that takes the next gapless positions,
+//! runs every projection over the new events and commits (group commit); the caller is answered
+//! after that commit.
 
+mod append;
 pub mod personal;
 pub mod read;
 mod refold;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{Object, Pool};
 use domain::{Aggregate, Metadata, RecordedEvent, Rejection};
 use tokio_postgres::error::SqlState;
 
 use crate::crypto::{CryptoError, Keyring};
+use append::{Appender, Prepared, PreparedEvent};
 use read::{Keys, Raw, SELECT_EVENTS};
 
-pub use refold::{catch_up, refold};
+pub use refold::{Snapshot, Stretch, catch_up, export_snapshot, refold};
 
 /// How often a unit is retried when another writer appended to one of its streams first.
 const MAX_ATTEMPTS: u32 = 8;
@@ -158,17 +163,19 @@ impl Committed {
 }
 
 /// One stream's part of a unit of work, its aggregate type erased so several aggregates can
-/// share one transaction.
-#[async_trait]
+/// share one unit.
 trait Step: Send + Sync {
+    fn stream_type(&self) -> &'static str;
+
     fn stream_id(&self) -> &str;
 
-    async fn stage(
+    /// Folds the stream's recorded history, then the events this unit decided for the same
+    /// stream in earlier steps, and decides the command. Pure.
+    fn decide(
         &self,
-        tx: &Transaction<'_>,
-        keyring: &Keyring,
-        keys: &mut Keys<'_>,
-    ) -> Result<Staged, StoreError>;
+        history: &[RecordedEvent],
+        earlier: &[&domain::Encoded],
+    ) -> Result<Decided, StoreError>;
 }
 
 struct Typed<A: Aggregate> {
@@ -176,64 +183,54 @@ struct Typed<A: Aggregate> {
     command: A::Command,
 }
 
-/// New events of one stream, encoded, before they get positions.
-struct Staged {
-    stream_id: String,
-    stream_type: &'static str,
+/// New events of one stream, encoded, before they get sequences and positions.
+struct Decided {
     subject: Option<String>,
-    first_sequence: i32,
     events: Vec<domain::Encoded>,
     retired_vault_refs: Vec<String>,
 }
 
-#[async_trait]
 impl<A> Step for Typed<A>
 where
     A: Aggregate,
     A::Command: Clone + Sync,
 {
+    fn stream_type(&self) -> &'static str {
+        A::TYPE
+    }
+
     fn stream_id(&self) -> &str {
         &self.stream_id
     }
 
-    async fn stage(
+    fn decide(
         &self,
-        tx: &Transaction<'_>,
-        keyring: &Keyring,
-        keys: &mut Keys<'_>,
-    ) -> Result<Staged, StoreError> {
-        let statement = tx
-            .prepare_cached(&format!(
-                "{SELECT_EVENTS} WHERE e.stream_type = $1 AND e.stream_id = $2 ORDER BY e.sequence"
-            ))
-            .await?;
-        let rows = tx.query(&statement, &[&A::TYPE, &self.stream_id]).await?;
+        history: &[RecordedEvent],
+        earlier: &[&domain::Encoded],
+    ) -> Result<Decided, StoreError> {
         let mut state = A::default();
-        let mut last_sequence = 0;
-        for row in &rows {
-            let recorded = keys.decode(Raw::from_row(row)?)?;
-            last_sequence = recorded.sequence;
+        for recorded in history {
             state.apply(&domain::decode::<A::Event>(
                 &recorded.event_type,
                 &recorded.payload,
+            )?);
+        }
+        for encoded in earlier {
+            state.apply(&domain::decode::<A::Event>(
+                &encoded.event_type,
+                &encoded.payload,
             )?);
         }
         let events = state
             .decide(self.command.clone())
             .map_err(|error| StoreError::Rejected(error.into()))?;
         let subject = state.data_subject(&self.stream_id, &events);
-        if let (Some(subject), false) = (&subject, events.is_empty()) {
-            ensure_data_key(tx, keyring, keys, subject).await?;
-        }
         let retired_vault_refs = events
             .iter()
             .flat_map(domain::Event::retired_vault_refs)
             .collect();
-        Ok(Staged {
-            stream_id: self.stream_id.clone(),
-            stream_type: A::TYPE,
+        Ok(Decided {
             subject,
-            first_sequence: last_sequence + 1,
             events: events
                 .iter()
                 .map(domain::encode)
@@ -243,46 +240,34 @@ where
     }
 }
 
-/// Makes sure the subject has a data key and that `keys` holds it unwrapped.
-async fn ensure_data_key(
-    tx: &Transaction<'_>,
+/// Makes sure `keys` holds the subject's data key: unwrapped from `data_keys`, or new (then
+/// also returned wrapped, for the appender to store with the unit).
+async fn data_key(
+    client: &Object,
     keyring: &Keyring,
     keys: &mut Keys<'_>,
     subject: &str,
-) -> Result<(), StoreError> {
+) -> Result<Option<Vec<u8>>, StoreError> {
     if keys.holds(subject) {
-        return Ok(());
+        return Ok(None);
     }
-    let select = tx
+    let select = client
         .prepare_cached("SELECT wrapped_key FROM data_keys WHERE subject_id = $1")
         .await?;
-    let wrapped: Option<Option<Vec<u8>>> = match tx.query_opt(&select, &[&subject]).await? {
-        Some(row) => Some(row.try_get(0)?),
+    match client.query_opt(&select, &[&subject]).await? {
+        Some(row) => match row.try_get::<_, Option<Vec<u8>>>(0)? {
+            Some(wrapped) => {
+                keys.unwrap_into(subject, &wrapped)?;
+                Ok(None)
+            }
+            None => Err(StoreError::SubjectErased(subject.to_owned())),
+        },
         None => {
             let (key, wrapped) = keyring.new_data_key(subject)?;
-            // A concurrent first write for the same person waits here and then finds the
-            // winner's key with the select below.
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO data_keys (subject_id, wrapped_key) VALUES ($1, $2) \
-                     ON CONFLICT (subject_id) DO NOTHING",
-                )
-                .await?;
-            if tx.execute(&insert, &[&subject, &wrapped]).await? == 1 {
-                keys.insert(subject.to_owned(), key);
-                return Ok(());
-            }
-            tx.query_opt(&select, &[&subject])
-                .await?
-                .map(|row| row.try_get(0))
-                .transpose()?
+            keys.insert(subject.to_owned(), key);
+            Ok(Some(wrapped))
         }
-    };
-    match wrapped {
-        Some(Some(wrapped)) => keys.unwrap_into(subject, &wrapped)?,
-        Some(None) | None => return Err(StoreError::SubjectErased(subject.to_owned())),
     }
-    Ok(())
 }
 
 /// A unit of work: commands on one or more streams, decided and appended atomically, plus the
@@ -322,11 +307,34 @@ impl Unit {
 pub struct EventStore {
     pool: Pool,
     keyring: Arc<Keyring>,
+    appender: Arc<Appender>,
+    /// Units this node committed, by stream type they touched (see `changes`).
+    committed: Arc<Mutex<HashMap<&'static str, u64>>>,
 }
 
 impl EventStore {
     pub fn new(pool: Pool, keyring: Arc<Keyring>) -> EventStore {
-        EventStore { pool, keyring }
+        EventStore {
+            appender: Arc::new(Appender::new(pool.clone())),
+            pool,
+            keyring,
+            committed: Arc::default(),
+        }
+    }
+
+    /// How many units touching any of `stream_types` this node has committed so far. A cache of
+    /// read models built from those streams compares it with the value it read before filling
+    /// an entry, so it never serves this node's own earlier view after this node changed them
+    /// (other nodes' changes reach it within the cache's TTL).
+    pub fn changes(&self, stream_types: &[&str]) -> u64 {
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        stream_types
+            .iter()
+            .filter_map(|stream_type| committed.get(stream_type))
+            .sum()
     }
 
     pub fn pool(&self) -> &Pool {
@@ -380,59 +388,155 @@ impl EventStore {
     }
 
     async fn attempt(&self, unit: &Unit, metadata: &Metadata) -> Result<Committed, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut keys = Keys::new(&self.keyring);
-        let mut committed = Committed::default();
-        let mut retired = Vec::new();
+        let Some(prepared) = self.prepare(unit, metadata).await? else {
+            return Ok(Committed::default());
+        };
+        let committed = self.appender.append(prepared).await?;
+        // Counted before the caller answers, so its next request sees the change.
+        let mut counts = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for step in &unit.steps {
-            let staged = step.stage(&tx, &self.keyring, &mut keys).await?;
-            retired.extend(staged.retired_vault_refs.iter().cloned());
-            committed
-                .events
-                .extend(append(&tx, &keys, staged, metadata).await?);
+            *counts.entry(step.stream_type()).or_default() += 1;
         }
-        if committed.events.is_empty() {
-            tx.rollback().await?;
-            return Ok(committed);
-        }
-        self.update_vault(&tx, &unit.seals, &retired).await?;
-        for projection in projections::ALL {
-            projection.apply(&tx, &committed.events).await?;
-        }
-        let checkpoint = tx
-            .prepare_cached("UPDATE projection_checkpoints SET position = $1")
-            .await?;
-        tx.execute(&checkpoint, &[&committed.last_position()])
-            .await?;
-        tx.commit().await?;
-        metrics::counter!("idledger_events_appended_total")
-            .increment(u64::try_from(committed.events.len()).unwrap_or(0));
         Ok(committed)
     }
 
-    async fn update_vault(
+    /// Loads the unit's streams, decides every step and encodes (and seals) the new events, on
+    /// the caller's task and a pool connection of its own, so that many units prepare in
+    /// parallel while the appender commits. `None` when the unit decides no event.
+    ///
+    /// The streams are read outside any transaction, as they were read without locks before:
+    /// the unique `(stream_type, stream_id, sequence)` key refuses the append if another writer
+    /// got there first, and the unit is then decided again (optimistic concurrency).
+    async fn prepare(
         &self,
-        tx: &Transaction<'_>,
-        seals: &[(String, Vec<u8>)],
-        retired: &[String],
-    ) -> Result<(), StoreError> {
-        if !seals.is_empty() {
-            let insert = tx
-                .prepare_cached("INSERT INTO vault (ref, sealed) VALUES ($1, $2)")
-                .await?;
-            for (vault_ref, plaintext) in seals {
-                let sealed = self.keyring.seal_vault(vault_ref, plaintext)?;
-                tx.execute(&insert, &[vault_ref, &sealed]).await?;
+        unit: &Unit,
+        metadata: &Metadata,
+    ) -> Result<Option<Prepared>, StoreError> {
+        let client = self.pool.get().await?;
+        let mut streams: Vec<(&'static str, &str)> = Vec::new();
+        for step in &unit.steps {
+            let stream = (step.stream_type(), step.stream_id());
+            if !streams.contains(&stream) {
+                streams.push(stream);
             }
         }
-        if !retired.is_empty() {
-            let delete = tx
-                .prepare_cached("DELETE FROM vault WHERE ref = ANY($1)")
-                .await?;
-            tx.execute(&delete, &[&retired]).await?;
+        let select = client
+            .prepare_cached(&format!(
+                "{SELECT_EVENTS} WHERE e.stream_type = $1 AND e.stream_id = $2 ORDER BY e.sequence"
+            ))
+            .await?;
+        // Polled together, the loads go out in one pipeline on the connection.
+        let loaded =
+            futures::future::try_join_all(streams.iter().map(|(stream_type, stream_id)| {
+                let (client, select) = (&client, &select);
+                async move { client.query(select, &[stream_type, stream_id]).await }
+            }))
+            .await?;
+        let mut keys = Keys::new(&self.keyring);
+        let mut histories = Vec::with_capacity(loaded.len());
+        for rows in &loaded {
+            let mut history = Vec::with_capacity(rows.len());
+            for row in rows {
+                history.push(keys.decode(Raw::from_row(row)?)?);
+            }
+            histories.push(history);
         }
-        Ok(())
+
+        // Per step, in order: the index of its stream, its first new sequence, its decision.
+        let mut decided: Vec<(usize, i32, Decided)> = Vec::with_capacity(unit.steps.len());
+        for step in &unit.steps {
+            let stream = (step.stream_type(), step.stream_id());
+            let index = streams.iter().position(|s| *s == stream).unwrap_or(0);
+            let history = histories.get(index).map_or(&[][..], Vec::as_slice);
+            let earlier: Vec<&domain::Encoded> = decided
+                .iter()
+                .filter(|(other, _, _)| *other == index)
+                .flat_map(|(_, _, decision)| decision.events.iter())
+                .collect();
+            let next = history.last().map_or(0, |e| e.sequence)
+                + i32::try_from(earlier.len()).unwrap_or(i32::MAX)
+                + 1;
+            let decision = step.decide(history, &earlier)?;
+            decided.push((index, next, decision));
+        }
+        if decided
+            .iter()
+            .all(|(_, _, decision)| decision.events.is_empty())
+        {
+            return Ok(None);
+        }
+
+        let mut new_keys = Vec::new();
+        for (_, _, decision) in &decided {
+            if let (Some(subject), false) = (&decision.subject, decision.events.is_empty())
+                && let Some(wrapped) = data_key(&client, &self.keyring, &mut keys, subject).await?
+            {
+                new_keys.push((subject.clone(), wrapped));
+            }
+        }
+        // Not held while the unit waits for its batch.
+        drop(client);
+
+        let mut events = Vec::new();
+        let mut retired = Vec::new();
+        for (index, first_sequence, decision) in decided {
+            let (stream_type, stream_id) = streams.get(index).copied().unwrap_or(("", ""));
+            retired.extend(decision.retired_vault_refs);
+            let key = decision.subject.as_deref().and_then(|s| keys.key(s));
+            for (offset, event) in decision.events.into_iter().enumerate() {
+                let sequence = first_sequence + i32::try_from(offset).unwrap_or(i32::MAX);
+                if key.is_none() && !event.personal_fields.is_empty() {
+                    return Err(StoreError::Internal(format!(
+                        "{} names personal fields but its stream has no data subject",
+                        event.event_type
+                    )));
+                }
+                let aad = personal::aad(stream_id, sequence, &event.event_type);
+                let split = personal::split(
+                    event.payload.clone(),
+                    event.personal_fields,
+                    personal::Request {
+                        ip: metadata.ip.as_deref(),
+                        user_agent: metadata.user_agent.as_deref(),
+                    },
+                    key,
+                    &aad,
+                )?;
+                events.push(PreparedEvent {
+                    stream_id: stream_id.to_owned(),
+                    stream_type,
+                    sequence,
+                    event_type: event.event_type,
+                    version: event.version,
+                    payload: event.payload,
+                    stored: split.payload,
+                    personal: split.personal,
+                    subject: decision.subject.clone(),
+                    ip: split.ip,
+                    user_agent: split.user_agent,
+                });
+            }
+        }
+        let seals = unit
+            .seals
+            .iter()
+            .map(|(vault_ref, plaintext)| {
+                Ok((
+                    vault_ref.clone(),
+                    self.keyring.seal_vault(vault_ref, plaintext)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some(Prepared {
+            metadata: metadata.clone(),
+            events,
+            new_keys,
+            seals,
+            retired,
+        }))
     }
 
     /// Reads a vault entry back (app secrets are shown again by the Management API).
@@ -459,109 +563,4 @@ fn at_storage_precision(metadata: &Metadata) -> Metadata {
         .replace_microsecond(micros)
         .unwrap_or(metadata.occurred_at);
     metadata
-}
-
-/// Inserts one stream's staged events under the head lock and returns them as recorded.
-async fn append(
-    tx: &Transaction<'_>,
-    keys: &Keys<'_>,
-    staged: Staged,
-    metadata: &Metadata,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    if staged.events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let key = staged.subject.as_deref().and_then(|s| keys.key(s));
-    let count = i64::try_from(staged.events.len()).unwrap_or(i64::MAX);
-    let (mut sequences, mut types, mut versions, mut payloads, mut sealed) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut ip, mut user_agent) = (None, None);
-    for (offset, event) in staged.events.iter().enumerate() {
-        let sequence = staged.first_sequence + i32::try_from(offset).unwrap_or(i32::MAX);
-        let aad = personal::aad(&staged.stream_id, sequence, &event.event_type);
-        let split = personal::split(
-            event.payload.clone(),
-            event.personal_fields,
-            personal::Request {
-                ip: metadata.ip.as_deref(),
-                user_agent: metadata.user_agent.as_deref(),
-            },
-            key,
-            &aad,
-        )?;
-        if key.is_none() && !event.personal_fields.is_empty() {
-            return Err(StoreError::Internal(format!(
-                "{} names personal fields but its stream has no data subject",
-                event.event_type
-            )));
-        }
-        (ip, user_agent) = (split.ip, split.user_agent);
-        sequences.push(sequence);
-        types.push(event.event_type.clone());
-        versions.push(event.version);
-        payloads.push(split.payload);
-        sealed.push(split.personal);
-    }
-    let statement = tx
-        .prepare_cached(
-            "WITH head AS ( \
-               UPDATE event_head SET position = position + $1 RETURNING position - $1 AS base) \
-             INSERT INTO events (position, stream_id, stream_type, sequence, event_type, \
-               event_version, payload, personal, subject_id, actor_kind, actor_id, ip, \
-               user_agent, request_id, occurred_at) \
-             SELECT head.base + e.ord, $2, $3, e.sequence, e.event_type, e.event_version, \
-               e.payload, e.personal, $4, $5, $6, $7, $8, $9, $10 \
-             FROM head, unnest($11::int[], $12::text[], $13::int[], $14::jsonb[], $15::bytea[]) \
-               WITH ORDINALITY AS e(sequence, event_type, event_version, payload, personal, ord) \
-             RETURNING position, sequence",
-        )
-        .await?;
-    let actor = &metadata.actor;
-    let rows = tx
-        .query(
-            &statement,
-            &[
-                &count,
-                &staged.stream_id,
-                &staged.stream_type,
-                &staged.subject,
-                &actor.kind(),
-                &actor.id(),
-                &ip,
-                &user_agent,
-                &metadata.request_id,
-                &metadata.occurred_at,
-                &sequences,
-                &types,
-                &versions,
-                &payloads,
-                &sealed,
-            ],
-        )
-        .await?;
-    let mut positions = std::collections::HashMap::new();
-    for row in rows {
-        positions.insert(row.try_get::<_, i32>(1)?, row.try_get::<_, i64>(0)?);
-    }
-    staged
-        .events
-        .into_iter()
-        .zip(sequences)
-        .map(|(event, sequence)| {
-            let position = positions.get(&sequence).copied().ok_or_else(|| {
-                StoreError::Internal(format!("no position returned for sequence {sequence}"))
-            })?;
-            Ok(RecordedEvent {
-                position,
-                stream_id: staged.stream_id.clone(),
-                stream_type: staged.stream_type.to_owned(),
-                sequence,
-                event_type: event.event_type,
-                event_version: event.version,
-                payload: event.payload,
-                metadata: metadata.clone(),
-                erased: false,
-            })
-        })
-        .collect()
 }

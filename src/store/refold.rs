@@ -1,57 +1,204 @@
 //! Folding stretches of the log into projections outside the append path: catching a new
 //! projection up at start, and replay's rebuild and check.
+//!
+//! A refold is a three-stage pipeline so that reading, decoding and projecting overlap: a
+//! reader task queries the log through a second connection that imported the folding
+//! transaction's snapshot (so it sees exactly the log that transaction sees), a blocking thread
+//! decodes the rows into events, and the caller folds them into the projections on its own
+//! transaction, in bulk mode (COPY). Bounded channels between the stages keep at most a few
+//! chunks in memory.
 
-use deadpool_postgres::{Pool, Transaction};
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool, Transaction};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use projections::Projection;
+use tokio::sync::mpsc;
+use tokio_postgres::{IsolationLevel, Row};
 
 use super::StoreError;
 use super::read::{Keys, Raw, SELECT_EVENTS};
 use crate::crypto::Keyring;
 
-/// Events per round trip when refolding; large enough that per-statement costs vanish.
-const CHUNK: i64 = 5_000;
+/// Events per chunk: large enough that per-statement costs vanish, small enough that the
+/// chunks in flight stay a few tens of MiB.
+const CHUNK: i64 = 10_000;
+/// Chunk queries the reader keeps in flight on its connection (pipelined).
+const READ_AHEAD: usize = 2;
+/// Chunks waiting between two stages.
+const QUEUED: usize = 2;
 
-/// Folds the events with positions in `(after, until]` into `projections`, chunk by chunk,
-/// calling `progress` with the last folded position. Returns the number of events folded.
+/// The snapshot of a folding transaction, exported for the reader to import. Export it before
+/// the transaction writes, while it holds what makes the log stable (the head lock, or a
+/// repeatable-read snapshot).
+pub struct Snapshot(String);
+
+pub async fn export_snapshot(tx: &Transaction<'_>) -> Result<Snapshot, StoreError> {
+    let id: String = tx
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await?
+        .try_get(0)?;
+    // The id is PostgreSQL's own (hex digits and dashes); refuse anything else rather than
+    // splice it into SQL.
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(StoreError::Internal(format!(
+            "unexpected snapshot id {id:?}"
+        )));
+    }
+    Ok(Snapshot(id))
+}
+
+/// The part of the log a refold folds: positions `(after, until]` as `snapshot` sees them.
+pub struct Stretch<'s> {
+    pub snapshot: &'s Snapshot,
+    pub after: i64,
+    pub until: i64,
+}
+
+/// Folds `stretch` of the log (its snapshot exported from `tx`) into `projections` on `tx`,
+/// calling `progress` with the last folded position after each chunk. Returns the number of
+/// events folded.
 pub async fn refold(
+    pool: &Pool,
     tx: &Transaction<'_>,
-    keyring: &Keyring,
+    keyring: &Arc<Keyring>,
     projections: &[&dyn Projection],
-    after: i64,
-    until: i64,
+    stretch: Stretch<'_>,
     mut progress: impl FnMut(i64) + Send,
 ) -> Result<u64, StoreError> {
-    let statement = tx
-        .prepare_cached(&format!(
-            "{SELECT_EVENTS} WHERE e.position > $1 AND e.position <= $2 \
-             ORDER BY e.position LIMIT $3"
-        ))
-        .await?;
+    let reader = pool.get().await?;
+    let (rows_out, rows_in) = mpsc::channel(QUEUED);
+    let (events_out, mut events_in) = mpsc::channel(QUEUED);
+    let reading = tokio::spawn(read(
+        reader,
+        stretch.snapshot.0.clone(),
+        stretch.after,
+        stretch.until,
+        rows_out,
+    ));
+    let keyring = Arc::clone(keyring);
+    let decoding = tokio::task::spawn_blocking(move || decode(&keyring, rows_in, events_out));
+    let folded = projections::bulk(async {
+        let mut folded = 0;
+        while let Some(chunk) = events_in.recv().await {
+            let events = chunk?;
+            for projection in projections {
+                projection.apply(tx, &events).await?;
+            }
+            if let Some(last) = events.last() {
+                progress(last.position);
+            }
+            folded += u64::try_from(events.len()).unwrap_or(0);
+        }
+        Ok::<u64, StoreError>(folded)
+    })
+    .await;
+    // On a failure here the stages stop at their next send; wait for them either way so no
+    // reader outlives the refold.
+    drop(events_in);
+    let (read_result, decode_result) = tokio::join!(reading, decoding);
+    if let (Err(error), _) | (_, Err(error)) = (read_result, decode_result) {
+        return Err(StoreError::Internal(format!(
+            "a refold stage failed: {error}"
+        )));
+    }
+    folded
+}
+
+/// Stage 1: queries the log chunk by chunk inside the imported snapshot, keeping `READ_AHEAD`
+/// queries in flight. Positions are gapless, so chunks are fixed position ranges.
+async fn read(
+    mut client: Object,
+    snapshot: String,
+    after: i64,
+    until: i64,
+    out: mpsc::Sender<Result<Vec<Row>, StoreError>>,
+) {
+    let result: Result<(), StoreError> = async {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'"))
+            .await?;
+        let statement = tx
+            .prepare(&format!(
+                "{SELECT_EVENTS} WHERE e.position > $1 AND e.position <= $2 ORDER BY e.position"
+            ))
+            .await?;
+        let mut in_flight = FuturesOrdered::new();
+        let mut next = after;
+        loop {
+            while in_flight.len() < READ_AHEAD && next < until {
+                let (start, end) = (next, next.saturating_add(CHUNK).min(until));
+                let (tx, statement) = (&tx, &statement);
+                in_flight.push_back(async move { tx.query(statement, &[&start, &end]).await });
+                next = end;
+            }
+            let Some(rows) = in_flight.next().await else {
+                break;
+            };
+            if out.send(Ok(rows?)).await.is_err() {
+                // The folding side stopped; it reports why.
+                break;
+            }
+        }
+        drop(in_flight);
+        tx.rollback().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        // If the folding side is gone it already has an error of its own to report.
+        let _ = out.send(Err(error)).await;
+    }
+}
+
+/// Stage 2, on a blocking thread: rows to events (personal data rejoined, old versions upcast).
+fn decode(
+    keyring: &Keyring,
+    mut rows_in: mpsc::Receiver<Result<Vec<Row>, StoreError>>,
+    events_out: mpsc::Sender<Result<Vec<domain::RecordedEvent>, StoreError>>,
+) {
     let mut keys = Keys::new(keyring);
-    let mut cursor = after;
-    let mut folded = 0;
-    while cursor < until {
-        let rows = tx.query(&statement, &[&cursor, &until, &CHUNK]).await?;
-        if rows.is_empty() {
+    while let Some(chunk) = rows_in.blocking_recv() {
+        let events = chunk.and_then(|rows| {
+            rows.iter()
+                .map(|row| Ok(keys.decode(Raw::from_row(row)?)?))
+                .collect::<Result<Vec<_>, StoreError>>()
+        });
+        let failed = events.is_err();
+        if events_out.blocking_send(events).is_err() || failed {
             break;
         }
-        let events = rows
-            .iter()
-            .map(|row| Ok(keys.decode(Raw::from_row(row)?)?))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        for projection in projections {
-            projection.apply(tx, &events).await?;
-        }
-        cursor = events.last().map_or(until, |e| e.position);
-        folded += u64::try_from(events.len()).unwrap_or(0);
-        progress(cursor);
     }
-    Ok(folded)
 }
 
 /// Brings every projection up to the head of the log before the server takes requests: a
-/// projection added by an upgrade starts at zero and folds the whole history once.
-pub async fn catch_up(pool: &Pool, keyring: &Keyring) -> Result<(), StoreError> {
+/// projection added by an upgrade has no checkpoint yet and folds the whole history once.
+///
+/// A checkpoint row marks a projection as live: from then on every append runs it in the
+/// append's own transaction, so it is at the head by construction and its row is not rewritten
+/// per append. The row's position records how far the last refold (this catch-up or `replay
+/// rebuild`) went.
+pub async fn catch_up(pool: &Pool, keyring: &Arc<Keyring>) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let live: Vec<String> = client
+        .query("SELECT name FROM projection_checkpoints", &[])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    drop(client);
+    if projections::ALL
+        .iter()
+        .all(|p| live.iter().any(|name| name == p.name()))
+    {
+        return Ok(());
+    }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Holding the head stops appends from other nodes while we fold.
@@ -59,27 +206,28 @@ pub async fn catch_up(pool: &Pool, keyring: &Keyring) -> Result<(), StoreError> 
         .query_one("SELECT position FROM event_head FOR UPDATE", &[])
         .await?
         .try_get(0)?;
+    let snapshot = export_snapshot(&tx).await?;
     for projection in projections::ALL {
-        let row = tx
-            .query_one(
-                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
-                 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING position",
-                &[&projection.name()],
+        // Another node may have caught this projection up while we waited for the head.
+        let claimed = tx
+            .execute(
+                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&projection.name(), &head],
             )
             .await?;
-        let checkpoint: i64 = row.try_get(0)?;
-        if checkpoint < head {
-            let folded = refold(&tx, keyring, &[*projection], checkpoint, head, |_| {}).await?;
+        if claimed == 1 {
+            let stretch = Stretch {
+                snapshot: &snapshot,
+                after: 0,
+                until: head,
+            };
+            let folded = refold(pool, &tx, keyring, &[*projection], stretch, |_| {}).await?;
             tracing::info!(
                 projection = projection.name(),
                 folded,
                 "projection caught up"
             );
-            tx.execute(
-                "UPDATE projection_checkpoints SET position = $1 WHERE name = $2",
-                &[&head, &projection.name()],
-            )
-            .await?;
         }
     }
     tx.commit().await?;

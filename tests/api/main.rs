@@ -7,9 +7,14 @@ mod support;
 
 mod applications;
 mod event_store;
+mod experience;
 mod management_auth;
+mod oidc;
+mod one_time_tokens;
 mod organizations;
 mod schemathesis;
+mod sdk_e2e;
+mod sign_in_experience;
 mod signing_keys;
 mod skeleton;
 mod users;

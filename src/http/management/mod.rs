@@ -1,13 +1,16 @@
 //! Logto's Management API: one module per resource, each exposing its routes with their
-//! OpenAPI description. Every route here requires a Management API token.
+//! OpenAPI description. Every route here requires a Management API token, except the public
+//! ones `router` adds after the authentication layer.
 
 pub mod applications;
 mod configs;
 pub mod listing;
 mod logs;
+pub mod one_time_tokens;
 mod organization_roles;
 mod organizations;
 pub mod roles;
+mod sign_in_exp;
 pub mod users;
 
 use axum::Router;
@@ -107,7 +110,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(organizations::routes())
         .merge(organization_roles::routes())
         .merge(logs::routes())
+        .merge(one_time_tokens::routes())
         .merge(configs::routes())
+        .merge(sign_in_exp::routes())
 }
 
 /// The routes, behind authentication, and their OpenAPI document.
@@ -115,8 +120,13 @@ pub fn router(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = documented().split_for_parts();
     // The routes join the document only now, so the shared responses are added after them.
     ErrorResponses.modify(&mut openapi);
+    // Merged after `route_layer`, which only wraps the routes already there: these stay public.
+    let (public, public_openapi) = sign_in_exp::public_routes().split_for_parts();
+    openapi.merge(public_openapi);
     (
-        router.route_layer(from_fn_with_state(state, require_management)),
+        router
+            .route_layer(from_fn_with_state(state, require_management))
+            .merge(public),
         openapi,
     )
 }

@@ -1,5 +1,14 @@
 //! Client authentication at the token endpoint: HTTP Basic or body credentials, checked against
 //! the application's secrets by keyed hash (no secret is stored or compared in the clear).
+//!
+//! What a successful authentication read (the application, which secret matched and until when)
+//! is kept for `CACHE_TTL` in a small in-process cache, as the token endpoint keeps resources
+//! and granted scopes, so that a token costs no read-model query while its client keeps asking.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
@@ -13,6 +22,80 @@ use crate::app::AppState;
 
 /// Domain of the keyed hash under which client secrets are looked up.
 pub const SECRET_HASH_KIND: &str = "client_secret";
+
+/// How long a node reuses what it read about a client, a resource or the scopes an
+/// application's roles grant. A change made through *another* node (a deleted or expired
+/// secret, a deleted application, a removed role or scope) takes effect here at most this much
+/// later; a change made through this node takes effect at once, because every entry also
+/// remembers `EventStore::changes` of `CACHED_FROM` and is dropped when that moved. Secret
+/// expiry is checked on every use, never cached.
+pub const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Stream types whose events change what the caches hold (applications and their secrets and
+/// roles, roles and their scopes, resources and their scopes).
+pub const CACHED_FROM: &[&str] = &["application", "role", "resource"];
+
+/// Entries a cache keeps at most; when full it starts over (it only saves queries).
+const CACHE_ENTRIES: usize = 10_000;
+
+/// A read-model answer cache bounded in age (`CACHE_TTL`) and invalidated by this node's own
+/// writes to `CACHED_FROM` streams.
+pub struct Cache<K, V> {
+    entries: LazyLock<Mutex<HashMap<K, Entry<V>>>>,
+}
+
+/// When a value was read, and `EventStore::changes(CACHED_FROM)` just before.
+struct Entry<V> {
+    read_at: Instant,
+    changes: u64,
+    value: V,
+}
+
+impl<K: Hash + Eq, V: Clone> Cache<K, V> {
+    pub const fn new() -> Cache<K, V> {
+        Cache {
+            entries: LazyLock::new(|| Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The value read for `key` less than `CACHE_TTL` ago, if this node changed nothing it
+    /// depends on since (`changes` is `EventStore::changes(CACHED_FROM)` now).
+    pub fn get(&self, key: &K, changes: u64) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(key)
+            .filter(|entry| entry.changes == changes && entry.read_at.elapsed() < CACHE_TTL)
+            .map(|entry| entry.value.clone())
+    }
+
+    /// Keeps `value`, read from the database after `changes` was taken.
+    pub fn put(&self, key: K, value: V, changes: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(
+            key,
+            Entry {
+                read_at: Instant::now(),
+                changes,
+                value,
+            },
+        );
+    }
+}
+
+/// What authenticating a client read, as cached: keyed by client id and the keyed hash of the
+/// presented secret, so a cached entry only ever vouches for the very secret that matched.
+#[derive(Clone)]
+struct Known {
+    application: ApplicationRow,
+    app_type: AppType,
+    /// The matching secret's name and expiry; `None` for public clients.
+    secret: Option<(String, Option<i64>)>,
+}
+
+static CLIENTS: Cache<(String, Option<String>), Known> = Cache::new();
 
 pub struct Client {
     pub application: ApplicationRow,
@@ -89,6 +172,42 @@ pub async fn authenticate(
     now_ms: i64,
 ) -> Result<Client, OidcError> {
     let presented = presented(headers, params)?;
+    let hash = presented
+        .secret
+        .as_deref()
+        .map(|secret| state.store.keyring().lookup_hash(SECRET_HASH_KIND, secret));
+    let key = (presented.client_id.clone(), hash);
+    // Taken before reading, so a change this node commits meanwhile voids what we read.
+    let changes = state.store.changes(CACHED_FROM);
+    let known = match CLIENTS.get(&key, changes) {
+        Some(known) => known,
+        None => {
+            let known = look_up(state, &presented, key.1.as_deref()).await?;
+            CLIENTS.put(key, known.clone(), changes);
+            known
+        }
+    };
+    let secret_name = match known.secret {
+        Some((_, Some(expires_at))) if expires_at <= now_ms => {
+            return Err(OidcError::invalid_request("client secret has expired"));
+        }
+        Some((name, _)) => Some(name),
+        None => None,
+    };
+    Ok(Client {
+        application: known.application,
+        app_type: known.app_type,
+        secret_name,
+    })
+}
+
+/// Authenticates against the read models: the application, and for a confidential client the
+/// secret whose keyed hash is `hash`.
+async fn look_up(
+    state: &AppState,
+    presented: &Presented,
+    hash: Option<&str>,
+) -> Result<Known, OidcError> {
     let db = state
         .store
         .pool()
@@ -110,24 +229,20 @@ pub async fn authenticate(
         error.challenge = presented.basic;
         error
     };
-    let secret_name = match (app_type.is_confidential(), &presented.secret) {
-        (true, Some(secret)) => {
-            let hash = state.store.keyring().lookup_hash(SECRET_HASH_KIND, secret);
-            let row = applications::secret_by_hash(&db, &hash)
+    let secret = match (app_type.is_confidential(), hash) {
+        (true, Some(hash)) => {
+            let row = applications::secret_by_hash(&db, hash)
                 .await?
                 .filter(|row| row.application_id == application.id)
                 .ok_or_else(failed)?;
-            if row.expires_at.is_some_and(|at| at <= now_ms) {
-                return Err(OidcError::invalid_request("client secret has expired"));
-            }
-            Some(row.name)
+            Some((row.name, row.expires_at))
         }
         (false, None) => None,
         (true, None) | (false, Some(_)) => return Err(failed()),
     };
-    Ok(Client {
+    Ok(Known {
         application,
         app_type,
-        secret_name,
+        secret,
     })
 }

@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Response};
 use domain::application::AppType;
 use domain::exchange::{Exchange, ExchangeCommand, GrantType, Issued, Refused};
 use domain::{Actor, Metadata};
+use projections::resources::ResourceRow;
 use projections::{applications, resources};
 use serde::Serialize;
 use serde_json::json;
 
-use super::client::{self, Client};
+use super::client::{self, CACHED_FROM, Cache, Client};
 use super::error::OidcError;
 use super::params::Params;
 use super::user_tokens;
@@ -152,6 +153,57 @@ async fn exchange(
     }
 }
 
+/// Resources by indicator, as `client::CACHE_TTL` allows (unknown indicators included).
+static RESOURCES: Cache<String, Option<ResourceRow>> = Cache::new();
+/// Scopes an application's roles grant on a resource, by (application id, resource id).
+static GRANTED: Cache<(String, String), Vec<String>> = Cache::new();
+
+/// The resource `indicator` names and the scopes the application's roles grant on it, from the
+/// caches when they are fresh, else from the read models (one connection for both queries).
+async fn resource_and_scopes(
+    state: &AppState,
+    indicator: &str,
+    application_id: &str,
+) -> Result<(Option<ResourceRow>, Vec<String>), OidcError> {
+    // Taken before reading, so a change this node commits meanwhile voids what we read.
+    let changes = state.store.changes(CACHED_FROM);
+    let cached_resource = RESOURCES.get(&indicator.to_owned(), changes);
+    let cached_scopes = match &cached_resource {
+        Some(Some(resource)) => {
+            GRANTED.get(&(application_id.to_owned(), resource.id.clone()), changes)
+        }
+        Some(None) | None => None,
+    };
+    if let (Some(resource), Some(scopes)) = (&cached_resource, &cached_scopes) {
+        return Ok((resource.clone(), scopes.clone()));
+    }
+    let db = state.store.pool().get().await.map_err(ApiError::from)?;
+    let resource = match cached_resource {
+        Some(resource) => resource,
+        None => {
+            let resource = resources::by_indicator(&db, indicator).await?;
+            RESOURCES.put(indicator.to_owned(), resource.clone(), changes);
+            resource
+        }
+    };
+    let Some(resource) = resource else {
+        return Ok((None, Vec::new()));
+    };
+    let scopes = match cached_scopes {
+        Some(scopes) => scopes,
+        None => {
+            let scopes = applications::granted_scopes(&db, application_id, &resource.id).await?;
+            GRANTED.put(
+                (application_id.to_owned(), resource.id.clone()),
+                scopes.clone(),
+                changes,
+            );
+            scopes
+        }
+    };
+    Ok((Some(resource), scopes))
+}
+
 async fn client_credentials(
     state: &AppState,
     context: &RequestContext,
@@ -186,17 +238,13 @@ async fn client_credentials(
             ));
         }
     };
-    let db = state.store.pool().get().await.map_err(ApiError::from)?;
-    let resource = resources::by_indicator(&db, indicator)
-        .await?
-        .ok_or_else(|| {
-            OidcError::new(
-                "invalid_target",
-                "resource indicator is missing, or unknown",
-            )
-        })?;
-    let granted = applications::granted_scopes(&db, &client.application.id, &resource.id).await?;
-    drop(db);
+    let (resource, granted) = resource_and_scopes(state, indicator, &client.application.id).await?;
+    let resource = resource.ok_or_else(|| {
+        OidcError::new(
+            "invalid_target",
+            "resource indicator is missing, or unknown",
+        )
+    })?;
     // Requested scopes the app's roles do not grant are dropped silently, as Logto does.
     let mut scopes: Vec<&str> = Vec::new();
     for scope in params.single("scope")?.unwrap_or_default().split(' ') {

@@ -1,8 +1,19 @@
 //! Server-rendered pages: the sign-in experience, consent, errors and the OIDC form_post
 //! response. Markup is escaped at every interpolation; pages work without JavaScript.
 
+mod experience;
+mod locale;
+
+use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+
+use crate::app::AppState;
+
+/// The hosted sign-in experience's pages.
+pub fn routes() -> Router<AppState> {
+    experience::routes()
+}
 
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -31,7 +42,11 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <title>{}</title></head><body>{body}</body></html>",
         escape(title)
     );
-    let mut response = (status, Html(html)).into_response();
+    harden((status, Html(html)).into_response())
+}
+
+/// The headers every page carries: the CSP, no caching, no framing, no MIME sniffing.
+pub fn harden(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -39,6 +54,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
