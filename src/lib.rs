@@ -4,6 +4,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod crypto;
+pub mod follow;
 pub mod http;
 pub mod migrate;
 pub mod postgres;

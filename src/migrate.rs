@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (9, "0009_sign_in_experience"),
     (10, "0010_sentinel"),
     (11, "0011_one_time_tokens"),
+    (12, "0012_followers"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.
