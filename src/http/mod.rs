@@ -2,6 +2,7 @@
 //! `/metrics`. Only this module knows Logto's JSON.
 
 pub mod auth;
+mod docs;
 pub mod error;
 pub mod experience;
 pub mod extract;
@@ -30,6 +31,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
     let (management, openapi) = management::router(state.clone());
+    // Both documents are built once: the routes cannot change while the server runs.
+    let openapi = serde_json::to_value(&openapi).unwrap_or_default();
+    let page = axum::response::Html(docs::render(&openapi));
     let openapi = std::sync::Arc::new(openapi);
     Router::new()
         .route("/api/status", get(status))
@@ -40,6 +44,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
         )
+        .route("/api/docs", get(move || async move { page.clone() }))
         .merge(management)
         .merge(experience::router())
         .merge(oidc::router())

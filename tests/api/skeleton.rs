@@ -86,5 +86,29 @@ async fn metrics_are_exposed_in_prometheus_format() {
         .unwrap();
     assert!(body.contains("idledger_http_requests_total"), "{body}");
     assert!(body.contains("status=\"204\""), "{body}");
-    let _: Option<Value> = None;
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_its_offline_page_are_public() {
+    let server = TestServer::start().await;
+    let spec: Value = server
+        .http
+        .get(server.url("/api/swagger.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/applications", "/api/users/{id}", "/api/roles", "/api/logs"] {
+        assert!(spec["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    let page = server.http.get(server.url("/api/docs")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("GET /api/users/{id}"));
+    assert!(!html.contains("cdn"), "no third-party assets");
 }
