@@ -27,6 +27,8 @@ use crate::store::{EventStore, StoreError};
 pub const DATABASE: &str = "idledger";
 /// How long a request waits for a database connection before answering 503.
 const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the log followers to put down their work.
+const FOLLOWERS_STOP: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -171,6 +173,8 @@ pub struct Shared {
     pub issuer: String,
     pub trust_proxy: bool,
     pub metrics: Option<PrometheusHandle>,
+    /// Password sign-in attempts allowed per client IP.
+    pub sign_in_rate: crate::sentinel::RateLimit,
 }
 
 #[derive(Clone)]
@@ -219,16 +223,30 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         endpoint,
         trust_proxy: config.trust_proxy,
         metrics,
+        sign_in_rate: config.sign_in_rate,
     }));
+    let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
+    let mail = crate::mail::start(
+        state.store.clone(),
+        environment.keyring.clone(),
+        followers_stop,
+    )
+    .await?;
     tracing::info!(%address, endpoint = %state.endpoint, "listening");
     let app = crate::http::router(state);
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
-    .map_err(|e| AppError::Io(e.to_string()))?;
+    .map_err(|e| AppError::Io(e.to_string()));
+    // A follower stopped mid-batch leaves its checkpoint behind: the batch is redone later.
+    let _ = stop_followers.send(true);
+    if tokio::time::timeout(FOLLOWERS_STOP, mail).await.is_err() {
+        tracing::warn!("the mail follower did not stop in time");
+    }
+    served?;
     tracing::info!("stopped serving; stopping the database");
     drop(environment);
     Ok(())

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::sentinel::RateLimit;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
     /// Port to listen on; 0 picks a free one (the chosen address is logged).
@@ -24,6 +26,10 @@ pub struct Config {
     /// Take the client IP from `X-Forwarded-For` (only behind a proxy you control).
     #[arg(long, env = "TRUST_PROXY", default_value_t = false)]
     pub trust_proxy: bool,
+    /// Password sign-in attempts allowed per client IP, as `<attempts>/<seconds>` (fixed
+    /// windows, counted once across nodes); more are answered 429 with `Retry-After`.
+    #[arg(long, env = "IDLEDGER_SIGN_IN_RATE", default_value = "50/300")]
+    pub sign_in_rate: RateLimit,
 }
 
 /// Where the data lives: the database and the key that unlocks its secrets. Shared by the

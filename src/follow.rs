@@ -104,6 +104,23 @@ async fn follow(
             _ = stop.changed() => return Ok(()),
         }
     }
+    let worked = work(&client, keyring, handler, stop, key).await;
+    if worked.is_err() {
+        // The session holds the follower's lock: closing it releases the lock, where returning
+        // it to the pool would leave the lock with an idle connection and no node could follow.
+        drop(deadpool_postgres::Object::take(client));
+    }
+    worked
+}
+
+/// Handles batches while this session holds the follower's lock.
+async fn work(
+    client: &deadpool_postgres::Object,
+    keyring: &Keyring,
+    handler: &impl Handler,
+    stop: &mut watch::Receiver<bool>,
+    key: i64,
+) -> Result<(), FollowError> {
     client
         .execute(
             "INSERT INTO follower_checkpoints (name, position) VALUES ($1, \

@@ -3,9 +3,12 @@
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod connectors;
 pub mod crypto;
 pub mod follow;
+pub mod history;
 pub mod http;
+pub mod mail;
 pub mod migrate;
 pub mod postgres;
 pub mod sentinel;

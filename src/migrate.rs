@@ -24,6 +24,9 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (10, "0010_sentinel"),
     (11, "0011_one_time_tokens"),
     (12, "0012_followers"),
+    (13, "0013_consent"),
+    (15, "0015_connectors_and_messages"),
+    (17, "0017_sign_ins_by_user"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

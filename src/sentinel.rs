@@ -23,6 +23,40 @@ const CLEANUP_ODDS: u32 = 64;
 /// Rows deleted per clean-up, so one request never pays for a large backlog.
 const CLEANUP_BATCH: i64 = 500;
 
+/// At most `limit` requests per fixed window of `window_secs`, written `<limit>/<seconds>`
+/// (e.g. `50/300`) in settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_secs: i64,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RateLimit, String> {
+        let malformed = || format!("expected <attempts>/<seconds>, e.g. 50/300, not {text:?}");
+        let (limit, window) = text.trim().split_once('/').ok_or_else(malformed)?;
+        let limit: u32 = limit.trim().parse().map_err(|_| malformed())?;
+        let window_secs: i64 = window.trim().parse().map_err(|_| malformed())?;
+        if limit == 0 || window_secs < 1 {
+            return Err(malformed());
+        }
+        Ok(RateLimit { limit, window_secs })
+    }
+}
+
+/// Counts one request against `rate` for `key` in `bucket`; see `hit`.
+pub async fn hit_rate(
+    pool: &Pool,
+    bucket: &str,
+    key: &str,
+    rate: RateLimit,
+    now_ms: i64,
+) -> Result<(), Limited> {
+    hit(pool, bucket, key, rate.limit, rate.window_secs, now_ms).await
+}
+
 /// The caller must wait this long before trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
@@ -283,6 +317,26 @@ mod tests {
         SentinelPolicy {
             max_attempts,
             lockout_duration,
+        }
+    }
+
+    #[test]
+    fn rate_limits_read_as_attempts_per_seconds() {
+        assert_eq!(
+            "50/300".parse(),
+            Ok(RateLimit {
+                limit: 50,
+                window_secs: 300
+            })
+        );
+        assert_eq!(
+            " 5 / 60 "
+                .parse::<RateLimit>()
+                .map(|r| (r.limit, r.window_secs)),
+            Ok((5, 60))
+        );
+        for bad in ["50", "0/60", "5/0", "x/60", "5/-1", ""] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
         }
     }
 

@@ -106,6 +106,10 @@ pub struct Verified {
     /// The existing user the verification proves, if any (a verified email of a new person
     /// proves none).
     pub user_id: Option<String>,
+    /// The one-time token a `OneTimeToken` verification consumed: registration takes its email,
+    /// and submission its organizations (`context.jitOrganizationIds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_time_token_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,10 +159,28 @@ pub enum InteractionCommand {
         mfa_pending: bool,
         now: i64,
     },
-    /// The authorization endpoint turned the result into a grant.
+    /// The browser's session already proves who the user is: an interaction opened only to
+    /// ask for consent (a third-party application not yet authorized) skips the sign-in.
+    ContinueSession {
+        user_id: String,
+        session_id: String,
+        now: i64,
+    },
+    /// The user granted the application what the request asks for.
+    Consent {
+        now: i64,
+    },
+    /// The user refused; the interaction ends without a grant.
+    DenyConsent {
+        now: i64,
+    },
+    /// The authorization endpoint turned the result into a grant. `consent_required` (decided
+    /// at the edge: a third-party application without a covering grant) demands a recorded
+    /// consent first.
     Complete {
         grant_id: String,
         session_id: String,
+        consent_required: bool,
         now: i64,
     },
 }
@@ -202,6 +224,20 @@ pub enum InteractionEventRecord {
         session_id: String,
         user_id: String,
     },
+    /// The user of an existing session (by the keyed hash of its cookie) stands in for a
+    /// sign-in.
+    #[serde(rename = "interaction.session_continued")]
+    #[serde(rename_all = "camelCase")]
+    SessionContinued { user_id: String, session_id: String },
+    /// What the user consented to: the request's scopes and resources, repeated so the log
+    /// alone shows what was granted.
+    #[serde(rename = "interaction.consented")]
+    Consented {
+        scopes: Vec<String>,
+        resources: Vec<String>,
+    },
+    #[serde(rename = "interaction.consent_denied")]
+    ConsentDenied {},
 }
 
 impl cqrs_es::DomainEvent for InteractionEventRecord {
@@ -215,6 +251,9 @@ impl cqrs_es::DomainEvent for InteractionEventRecord {
             InteractionEventRecord::UserRegistered { .. } => "interaction.user_registered",
             InteractionEventRecord::Submitted { .. } => "interaction.submitted",
             InteractionEventRecord::Completed { .. } => "interaction.completed",
+            InteractionEventRecord::SessionContinued { .. } => "interaction.session_continued",
+            InteractionEventRecord::Consented { .. } => "interaction.consented",
+            InteractionEventRecord::ConsentDenied {} => "interaction.consent_denied",
         }
         .to_owned()
     }
@@ -228,7 +267,10 @@ impl cqrs_es::DomainEvent for InteractionEventRecord {
             | InteractionEventRecord::Identified { .. }
             | InteractionEventRecord::UserRegistered { .. }
             | InteractionEventRecord::Submitted { .. }
-            | InteractionEventRecord::Completed { .. } => "1",
+            | InteractionEventRecord::Completed { .. }
+            | InteractionEventRecord::SessionContinued { .. }
+            | InteractionEventRecord::Consented { .. }
+            | InteractionEventRecord::ConsentDenied {} => "1",
         }
         .to_owned()
     }
@@ -246,7 +288,10 @@ impl Event for InteractionEventRecord {
             | InteractionEventRecord::Identified { .. }
             | InteractionEventRecord::UserRegistered { .. }
             | InteractionEventRecord::Submitted { .. }
-            | InteractionEventRecord::Completed { .. } => &[],
+            | InteractionEventRecord::Completed { .. }
+            | InteractionEventRecord::SessionContinued { .. }
+            | InteractionEventRecord::Consented { .. }
+            | InteractionEventRecord::ConsentDenied {} => &[],
         }
     }
 }
@@ -273,6 +318,8 @@ pub enum InteractionError {
     MfaPending,
     #[error("the interaction has not been submitted")]
     NotSubmitted,
+    #[error("the user has not consented to this application")]
+    ConsentRequired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +332,7 @@ pub struct Live {
     pub user_id: Option<String>,
     pub submitted: bool,
     pub completed: bool,
+    pub consented: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -311,14 +359,25 @@ impl Live {
             | InteractionCommand::Identify { now, .. }
             | InteractionCommand::Register { now, .. }
             | InteractionCommand::Submit { now, .. }
+            | InteractionCommand::ContinueSession { now, .. }
+            | InteractionCommand::Consent { now }
+            | InteractionCommand::DenyConsent { now }
             | InteractionCommand::Complete { now, .. } => *now,
         };
         if now >= self.expires_at {
             return Err(InteractionError::Expired);
         }
-        let submitted_only = matches!(command, InteractionCommand::Complete { .. });
+        let submitted_only = matches!(
+            command,
+            InteractionCommand::Complete { .. }
+                | InteractionCommand::Consent { .. }
+                | InteractionCommand::DenyConsent { .. }
+        );
         if self.submitted && !submitted_only {
             return Err(InteractionError::Finished);
+        }
+        if submitted_only && !self.submitted {
+            return Err(InteractionError::NotSubmitted);
         }
         Ok(match command {
             InteractionCommand::Start { .. } => return Err(InteractionError::AlreadyStarted),
@@ -363,13 +422,34 @@ impl Live {
                     application_id: self.request.client_id.clone(),
                 }]
             }
-            InteractionCommand::Complete {
-                grant_id,
+            InteractionCommand::ContinueSession {
+                user_id,
                 session_id,
                 ..
             } => {
-                if !self.submitted {
-                    return Err(InteractionError::NotSubmitted);
+                // Only a journey nobody has signed into yet can be taken over by a session.
+                if self.user_id.is_some() || !self.verifications.is_empty() {
+                    return Err(InteractionError::AlreadyStarted);
+                }
+                vec![E::SessionContinued {
+                    user_id,
+                    session_id,
+                }]
+            }
+            InteractionCommand::Consent { .. } if self.consented => Vec::new(),
+            InteractionCommand::Consent { .. } => vec![E::Consented {
+                scopes: self.request.scopes.clone(),
+                resources: self.request.resources.clone(),
+            }],
+            InteractionCommand::DenyConsent { .. } => vec![E::ConsentDenied {}],
+            InteractionCommand::Complete {
+                grant_id,
+                session_id,
+                consent_required,
+                ..
+            } => {
+                if consent_required && !self.consented {
+                    return Err(InteractionError::ConsentRequired);
                 }
                 vec![E::Completed {
                     grant_id,
@@ -396,7 +476,14 @@ impl Live {
                 self.user_id = Some(user_id.clone());
             }
             InteractionEventRecord::Submitted { .. } => self.submitted = true,
-            InteractionEventRecord::Completed { .. } => self.completed = true,
+            InteractionEventRecord::Completed { .. } | InteractionEventRecord::ConsentDenied {} => {
+                self.completed = true;
+            }
+            InteractionEventRecord::SessionContinued { user_id, .. } => {
+                self.user_id = Some(user_id.clone());
+                self.submitted = true;
+            }
+            InteractionEventRecord::Consented { .. } => self.consented = true,
         }
     }
 }
@@ -447,6 +534,7 @@ impl Aggregate for Interaction {
                     user_id: None,
                     submitted: false,
                     completed: false,
+                    consented: false,
                 }));
             }
             (Interaction::Live(live), event) => live.apply(event),
@@ -498,6 +586,7 @@ mod tests {
             kind,
             identifier: None,
             user_id: user.map(str::to_owned),
+            one_time_token_id: None,
         })
     }
 
@@ -589,6 +678,7 @@ mod tests {
             .when(InteractionCommand::Complete {
                 grant_id: "g2".into(),
                 session_id: "s".into(),
+                consent_required: false,
                 now: 10,
             })
             .then_expect_error(InteractionError::Finished);
@@ -603,6 +693,74 @@ mod tests {
                 now: 10,
             })
             .then_expect_error(InteractionError::NotRegistering);
+    }
+
+    fn complete(consent_required: bool) -> InteractionCommand {
+        InteractionCommand::Complete {
+            grant_id: "g".into(),
+            session_id: "s".into(),
+            consent_required,
+            now: 10,
+        }
+    }
+
+    #[test]
+    fn a_third_party_grant_needs_the_users_consent_first() {
+        let continued = InteractionEventRecord::SessionContinued {
+            user_id: "u1".into(),
+            session_id: "s".into(),
+        };
+        Given::<Interaction>::with(())
+            .given(vec![started(), continued.clone()])
+            .when(complete(true))
+            .then_expect_error(InteractionError::ConsentRequired);
+        Given::<Interaction>::with(())
+            .given(vec![started(), continued.clone()])
+            .when(InteractionCommand::Consent { now: 10 })
+            .then_expect_events(vec![InteractionEventRecord::Consented {
+                scopes: vec!["openid".into()],
+                resources: vec![],
+            }]);
+        let consented = InteractionEventRecord::Consented {
+            scopes: vec!["openid".into()],
+            resources: vec![],
+        };
+        Given::<Interaction>::with(())
+            .given(vec![started(), continued.clone(), consented])
+            .when(complete(true))
+            .then_expect_events(vec![InteractionEventRecord::Completed {
+                grant_id: "g".into(),
+                session_id: "s".into(),
+                user_id: "u1".into(),
+            }]);
+        // Consent is asked of a signed-in user only, and a refusal ends the journey.
+        Given::<Interaction>::with(())
+            .given(vec![started()])
+            .when(InteractionCommand::Consent { now: 10 })
+            .then_expect_error(InteractionError::NotSubmitted);
+        Given::<Interaction>::with(())
+            .given(vec![
+                started(),
+                continued,
+                InteractionEventRecord::ConsentDenied {},
+            ])
+            .when(complete(false))
+            .then_expect_error(InteractionError::Finished);
+    }
+
+    #[test]
+    fn a_session_cannot_take_over_a_journey_someone_signed_into() {
+        Given::<Interaction>::with(())
+            .given(vec![
+                started(),
+                verified("v1", VerificationKind::Password, Some("u2")),
+            ])
+            .when(InteractionCommand::ContinueSession {
+                user_id: "u1".into(),
+                session_id: "s".into(),
+                now: 10,
+            })
+            .then_expect_error(InteractionError::AlreadyStarted);
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 pub mod aggregate;
 pub mod application;
+pub mod connector;
 pub mod envelope;
 pub mod exchange;
 pub mod grant;
 pub mod interaction;
+pub mod message;
 pub mod one_time_token;
 pub mod organization;
 pub mod organization_role;
@@ -18,6 +20,7 @@ pub mod sign_in_experience;
 pub mod signing_key;
 pub mod upcast;
 pub mod user;
+pub mod verification_code;
 
 #[cfg(test)]
 mod spec;
@@ -55,4 +58,10 @@ pub enum Rejection {
     SignInExperience(#[from] sign_in_experience::SignInExperienceError),
     #[error(transparent)]
     OneTimeToken(#[from] one_time_token::OneTimeTokenError),
+    #[error(transparent)]
+    Connector(#[from] connector::ConnectorError),
+    #[error(transparent)]
+    Message(#[from] message::MessageError),
+    #[error(transparent)]
+    VerificationCode(#[from] verification_code::VerificationCodeError),
 }

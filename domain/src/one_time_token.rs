@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::aggregate::{Aggregate, Event};
+use crate::interaction::InteractionEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,6 +41,30 @@ pub struct NewToken {
     pub context: Value,
     /// Whose key seals the email (derived from the email by the caller).
     pub subject: String,
+    /// The device the link may be used from (`context.deviceBinding`, idledger's extension),
+    /// kept out of `context` because an IP address and a user agent are personal data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_binding: Option<Device>,
+}
+
+/// A browser as the server sees it. As a token's binding, each part that is set must match the
+/// device redeeming the token: a link intercepted on its way to the person who asked for it is
+/// useless elsewhere (the seed's "device/browser binding").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+impl Device {
+    fn admits(&self, device: &Device) -> bool {
+        let matches =
+            |bound: &Option<String>, seen: &Option<String>| bound.is_none() || bound == seen;
+        matches(&self.ip, &device.ip) && matches(&self.user_agent, &device.user_agent)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +72,15 @@ pub enum OneTimeTokenCommand {
     Create(NewToken),
     /// Logto's verify: exact email, not expired, not used, not revoked; then consumed.
     Verify { email: String, now: i64 },
+    /// The sign-in experience's verify: Logto's checks, then the context's interaction event
+    /// and device binding. An expired token is refused without being marked: the caller's unit
+    /// also records a verification, so it marks the expiry with `Verify` on its own.
+    Redeem {
+        email: String,
+        now: i64,
+        interaction_event: InteractionEvent,
+        device: Device,
+    },
     /// Setting a status other than active (revoking, marking consumed or expired).
     SetStatus { status: Status, now: i64 },
     Delete,
@@ -96,7 +130,7 @@ impl cqrs_es::DomainEvent for OneTimeTokenEvent {
 impl Event for OneTimeTokenEvent {
     fn personal_fields(&self) -> &'static [&'static str] {
         match self {
-            OneTimeTokenEvent::Created(_) => &["email"],
+            OneTimeTokenEvent::Created(_) => &["email", "deviceBinding"],
             OneTimeTokenEvent::Consumed {}
             | OneTimeTokenEvent::Expired {}
             | OneTimeTokenEvent::Revoked {}
@@ -131,6 +165,10 @@ pub enum OneTimeTokenError {
     Expired,
     #[error("a one-time token cannot be made active again")]
     CannotReactivate,
+    #[error("the one-time token is not for this interaction event")]
+    InteractionEventMismatch,
+    #[error("the one-time token is bound to another device (IP address or user agent)")]
+    DeviceMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,6 +178,9 @@ pub struct Live {
     pub expires_at: i64,
     pub status: Status,
     pub subject: String,
+    /// `context.interactionEvent`: the only event the experience may redeem the token in.
+    pub interaction_event: Option<InteractionEvent>,
+    pub device_binding: Option<Device>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -166,6 +207,38 @@ impl Live {
                     Status::Consumed => Err(OneTimeTokenError::Consumed),
                     Status::Revoked => Err(OneTimeTokenError::Revoked),
                 }
+            }
+            OneTimeTokenCommand::Redeem {
+                email,
+                now,
+                interaction_event,
+                device,
+            } => {
+                if email != self.email {
+                    return Err(OneTimeTokenError::EmailMismatch);
+                }
+                match self.status {
+                    Status::Active if now >= self.expires_at => Err(OneTimeTokenError::Expired),
+                    Status::Active => Ok(()),
+                    Status::Expired => Err(OneTimeTokenError::Expired),
+                    Status::Consumed => Err(OneTimeTokenError::Consumed),
+                    Status::Revoked => Err(OneTimeTokenError::Revoked),
+                }?;
+                // Refused without consuming, so the person can still use the link as meant.
+                if self
+                    .interaction_event
+                    .is_some_and(|expected| expected != interaction_event)
+                {
+                    return Err(OneTimeTokenError::InteractionEventMismatch);
+                }
+                if self
+                    .device_binding
+                    .as_ref()
+                    .is_some_and(|binding| !binding.admits(&device))
+                {
+                    return Err(OneTimeTokenError::DeviceMismatch);
+                }
+                Ok(vec![OneTimeTokenEvent::Consumed {}])
             }
             OneTimeTokenCommand::SetStatus { status, .. } if status == self.status => Ok(Vec::new()),
             OneTimeTokenCommand::SetStatus { status, .. } => match status {
@@ -206,6 +279,13 @@ impl Aggregate for OneTimeToken {
                     expires_at: token.expires_at,
                     status: Status::Active,
                     subject: token.subject.clone(),
+                    // A context that names no known event restricts nothing (Logto validates
+                    // it at creation, so only hand-made events could hold one).
+                    interaction_event: token
+                        .context
+                        .get("interactionEvent")
+                        .and_then(|event| serde_json::from_value(event.clone()).ok()),
+                    device_binding: token.device_binding.clone(),
                 }));
             }
             (OneTimeToken::Live(live), OneTimeTokenEvent::Consumed {}) => live.status = Status::Consumed,
@@ -237,15 +317,36 @@ mod tests {
     use crate::spec::Given;
 
     fn created() -> OneTimeTokenEvent {
+        created_with(serde_json::json!({}), None)
+    }
+
+    fn created_with(context: serde_json::Value, device_binding: Option<Device>) -> OneTimeTokenEvent {
         OneTimeTokenEvent::Created(NewToken {
             id: "t1".into(),
             email: "ada@example.com".into(),
             lookup_hash: "h".into(),
             vault_ref: "v".into(),
             expires_at: 1_000,
-            context: serde_json::json!({}),
+            context,
             subject: "email:x".into(),
+            device_binding,
         })
+    }
+
+    fn device(ip: &str, user_agent: &str) -> Device {
+        Device {
+            ip: Some(ip.into()),
+            user_agent: Some(user_agent.into()),
+        }
+    }
+
+    fn redeem(event: InteractionEvent, now: i64, from: Device) -> OneTimeTokenCommand {
+        OneTimeTokenCommand::Redeem {
+            email: "ada@example.com".into(),
+            now,
+            interaction_event: event,
+            device: from,
+        }
     }
 
     fn verify(email: &str, now: i64) -> OneTimeTokenCommand {
@@ -306,5 +407,59 @@ mod tests {
             .inspect_result()
             .unwrap();
         assert_eq!(events[0].retired_vault_refs(), vec!["v".to_owned()]);
+    }
+
+    #[test]
+    fn redeeming_checks_the_context_event_after_the_status_and_leaves_the_token_active() {
+        let for_registration = created_with(serde_json::json!({"interactionEvent": "Register"}), None);
+        Given::<OneTimeToken>::with(())
+            .given(vec![for_registration.clone()])
+            .when(redeem(InteractionEvent::SignIn, 10, Device::default()))
+            .then_expect_error(OneTimeTokenError::InteractionEventMismatch);
+        Given::<OneTimeToken>::with(())
+            .given(vec![for_registration.clone(), OneTimeTokenEvent::Revoked {}])
+            .when(redeem(InteractionEvent::SignIn, 10, Device::default()))
+            .then_expect_error(OneTimeTokenError::Revoked);
+        Given::<OneTimeToken>::with(())
+            .given(vec![for_registration])
+            .when(redeem(InteractionEvent::Register, 10, Device::default()))
+            .then_expect_events(vec![OneTimeTokenEvent::Consumed {}]);
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_unmarked_when_redeemed() {
+        Given::<OneTimeToken>::with(())
+            .given(vec![created()])
+            .when(redeem(InteractionEvent::SignIn, 1_000, Device::default()))
+            .then_expect_error(OneTimeTokenError::Expired);
+    }
+
+    #[test]
+    fn a_bound_token_is_redeemed_only_from_its_device() {
+        let bound = created_with(
+            serde_json::json!({}),
+            Some(Device {
+                ip: Some("203.0.113.7".into()),
+                user_agent: None,
+            }),
+        );
+        Given::<OneTimeToken>::with(())
+            .given(vec![bound.clone()])
+            .when(redeem(InteractionEvent::SignIn, 10, device("198.51.100.1", "Firefox")))
+            .then_expect_error(OneTimeTokenError::DeviceMismatch);
+        Given::<OneTimeToken>::with(())
+            .given(vec![bound])
+            .when(redeem(InteractionEvent::SignIn, 10, device("203.0.113.7", "Firefox")))
+            .then_expect_events(vec![OneTimeTokenEvent::Consumed {}]);
+        let fully_bound = created_with(serde_json::json!({}), Some(device("203.0.113.7", "Safari")));
+        Given::<OneTimeToken>::with(())
+            .given(vec![fully_bound])
+            .when(redeem(InteractionEvent::SignIn, 10, device("203.0.113.7", "Firefox")))
+            .then_expect_error(OneTimeTokenError::DeviceMismatch);
+    }
+
+    #[test]
+    fn the_binding_is_personal_data() {
+        assert!(created().personal_fields().contains(&"deviceBinding"));
     }
 }

@@ -256,6 +256,31 @@ pub async fn token(
     .await
 }
 
+/// A token and the user it was issued to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeldToken {
+    pub token: TokenRow,
+    /// `None` once the user is deleted.
+    pub user: Option<crate::users::UserRow>,
+}
+
+/// The token with one of `hashes` (each hash domain gives a token a different hash, and the
+/// caller may not know which kind it was shown) and its user, in one round trip: userinfo and
+/// introspection need both on every request.
+pub async fn held_token(
+    db: &impl GenericClient,
+    hashes: &[String],
+) -> Result<Option<HeldToken>, ProjectionError> {
+    document(
+        db,
+        "SELECT jsonb_build_object('token', to_jsonb(t), 'user', to_jsonb(u)) \
+         FROM oidc_tokens t LEFT JOIN users u ON u.id = t.user_id \
+         WHERE t.hash = ANY($1) LIMIT 1",
+        &[&hashes],
+    )
+    .await
+}
+
 pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<GrantRow>, ProjectionError> {
     document(db, "SELECT to_jsonb(g) FROM grants g WHERE id = $1", &[&id]).await
 }

@@ -19,12 +19,15 @@ pub struct InteractionRow {
     /// `SignIn`, `Register` or `ForgotPassword`.
     pub event: String,
     pub request: Value,
-    /// Verification id → `{kind, userId}`.
+    /// Verification id → `{kind, userId, oneTimeTokenId?}`.
     pub verifications: Value,
     pub user_id: Option<String>,
     pub submitted: bool,
     pub completed: bool,
     pub grant_id: Option<String>,
+    /// The session (keyed hash of its cookie) that stood in for a sign-in, when the
+    /// interaction only asked for consent.
+    pub session_id: Option<String>,
     pub expires_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -57,6 +60,7 @@ fn fold(row: &mut Option<InteractionRow>, event: &RecordedEvent, decoded: Intera
             submitted: false,
             completed: false,
             grant_id: None,
+            session_id: None,
             expires_at: *expires_at,
             created_at: at,
             updated_at: at,
@@ -70,10 +74,12 @@ fn fold(row: &mut Option<InteractionRow>, event: &RecordedEvent, decoded: Intera
         InteractionEventRecord::EventChanged { event } => row.event = event.as_str().to_owned(),
         InteractionEventRecord::Verified(verified) => {
             if let Value::Object(map) = &mut row.verifications {
-                map.insert(
-                    verified.verification_id,
-                    json!({ "kind": verified.kind.as_str(), "userId": verified.user_id }),
-                );
+                let mut record =
+                    json!({ "kind": verified.kind.as_str(), "userId": verified.user_id });
+                if let Some(token_id) = verified.one_time_token_id {
+                    record["oneTimeTokenId"] = json!(token_id);
+                }
+                map.insert(verified.verification_id, record);
             }
         }
         InteractionEventRecord::Identified { user_id, .. }
@@ -83,6 +89,16 @@ fn fold(row: &mut Option<InteractionRow>, event: &RecordedEvent, decoded: Intera
             row.completed = true;
             row.grant_id = Some(grant_id);
         }
+        InteractionEventRecord::SessionContinued {
+            user_id,
+            session_id,
+        } => {
+            row.user_id = Some(user_id);
+            row.session_id = Some(session_id);
+            row.submitted = true;
+        }
+        InteractionEventRecord::Consented { .. } => {}
+        InteractionEventRecord::ConsentDenied {} => row.completed = true,
     }
 }
 

@@ -3,9 +3,11 @@
 //! sequence), so `replay` rebuilds exactly what the live appends produced.
 
 pub mod applications;
+pub mod connectors;
 pub mod grants;
 pub mod interactions;
 pub mod logs;
+pub mod messages;
 pub mod one_time_tokens;
 pub mod organizations;
 pub mod resources;
@@ -31,6 +33,9 @@ pub enum ProjectionError {
     Decode(#[from] CodecError),
     #[error("read-model row does not match its type: {0}")]
     Row(#[from] serde_json::Error),
+    /// A bulk write (replay's COPY) stopped before PostgreSQL confirmed it.
+    #[error("a bulk write did not finish: {0}")]
+    Unfinished(String),
 }
 
 #[async_trait]
@@ -61,6 +66,8 @@ pub static ALL: &[&dyn Projection] = &[
     &signing_keys::SigningKeys,
     &sign_in_experience::SignInExperiences,
     &one_time_tokens::OneTimeTokens,
+    &connectors::Connectors,
+    &messages::Messages,
     &interactions::Interactions,
     &sessions::Sessions,
     &grants::Grants,

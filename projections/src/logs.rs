@@ -6,6 +6,7 @@ use deadpool_postgres::{GenericClient, Transaction};
 use domain::Actor;
 use domain::RecordedEvent;
 use domain::exchange::ExchangeEvent;
+use domain::grant::{GrantEvent, Issued};
 use domain::interaction::InteractionEventRecord;
 use domain::user::UserEvent;
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,8 @@ use serde_json::{Map, Value, json};
 
 use crate::rows::{Rows, document};
 use crate::{Projection, ProjectionError};
+
+mod one_time_token;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
@@ -118,6 +121,7 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
             }
             Actor::User(_) | Actor::System | Actor::Anonymous => return Ok(None),
         },
+        "one_time_token" => return one_time_token::entry(event),
         _ => return Ok(None),
     };
     Ok(Some(LogRow {
@@ -321,6 +325,10 @@ impl Journeys {
                 Some(user_id).filter(|id| !id.is_empty()),
                 Map::from_iter([("grantId".to_owned(), json!(grant_id))]),
             ),
+            // Logto keys no log entry to consent; the grant it leads to is logged when used.
+            InteractionEventRecord::SessionContinued { .. }
+            | InteractionEventRecord::Consented { .. }
+            | InteractionEventRecord::ConsentDenied {} => return Ok(None),
         };
         let mut payload = base(&key, success, event);
         payload.insert("interactionId".into(), json!(event.stream_id));
@@ -335,6 +343,164 @@ impl Journeys {
             payload: Value::Object(payload),
             user_id,
             application_id: Some(journey.client_id),
+            created_at: event.occurred_at_ms(),
+        }))
+    }
+}
+
+/// What a grant's log entries need beyond the event at hand: whose grant it is, what it
+/// authorizes and which kinds of token it has handed out (what a revocation takes back).
+#[derive(Debug, Clone)]
+struct GrantOwner {
+    client_id: String,
+    user_id: String,
+    scopes: Vec<String>,
+    access_issued: bool,
+    refresh_issued: bool,
+}
+
+impl GrantOwner {
+    fn record(&mut self, issued: &Issued) {
+        self.access_issued = true;
+        self.refresh_issued |= issued.refresh_token.is_some();
+    }
+}
+
+/// The grants a batch touches, followed through the batch in order; a grant begun before the
+/// batch is read back from the log itself, as `Journeys` does for interactions.
+#[derive(Default)]
+struct GrantOwners(std::collections::HashMap<String, GrantOwner>);
+
+impl GrantOwners {
+    async fn owner(
+        &mut self,
+        db: &Transaction<'_>,
+        event: &RecordedEvent,
+    ) -> Result<Option<GrantOwner>, ProjectionError> {
+        if let Some(owner) = self.0.get(&event.stream_id) {
+            return Ok(Some(owner.clone()));
+        }
+        let statement = db
+            .prepare_cached(
+                "SELECT s.payload->'authorization'->>'clientId',                         s.payload->'authorization'->>'userId',                         s.payload->'authorization'->'scopes',                         EXISTS (SELECT 1 FROM events r                           WHERE r.stream_type = 'grant' AND r.stream_id = $1 AND r.sequence < $2                             AND r.event_type IN ('grant.code_redeemed', 'grant.refreshed')),                         EXISTS (SELECT 1 FROM events r                           WHERE r.stream_type = 'grant' AND r.stream_id = $1 AND r.sequence < $2                             AND r.event_type IN ('grant.code_redeemed', 'grant.refreshed')                             AND jsonb_typeof(r.payload->'issued'->'refreshToken') = 'object')                  FROM events s                  WHERE s.stream_type = 'grant' AND s.stream_id = $1 AND s.sequence = 1                    AND s.event_type = 'grant.code_issued'",
+            )
+            .await?;
+        let Some(row) = db
+            .query_opt(&statement, &[&event.stream_id, &event.sequence])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (Some(client_id), Some(user_id)) = (row.try_get(0)?, row.try_get(1)?) else {
+            return Ok(None);
+        };
+        let scopes: Option<Value> = row.try_get(2)?;
+        let owner = GrantOwner {
+            client_id,
+            user_id,
+            scopes: scopes
+                .and_then(|s| serde_json::from_value(s).ok())
+                .unwrap_or_default(),
+            access_issued: row.try_get(3)?,
+            refresh_issued: row.try_get(4)?,
+        };
+        self.0.insert(event.stream_id.clone(), owner.clone());
+        Ok(Some(owner))
+    }
+
+    /// Key, token types, scopes and extra fields of one granted exchange, noted on the grant.
+    fn exchanged(
+        &mut self,
+        grant_id: &str,
+        grant_type: &str,
+        issued: &Issued,
+    ) -> (String, Vec<&'static str>, Vec<String>, Map<String, Value>) {
+        let mut types = vec!["AccessToken"];
+        if issued.id_token {
+            types.push("IdToken");
+        }
+        if issued.refresh_token.is_some() {
+            types.push("RefreshToken");
+        }
+        let mut extra = Map::new();
+        if let Some(resource) = &issued.resource {
+            extra.insert("audience".into(), json!(resource));
+        }
+        if let Some(owner) = self.0.get_mut(grant_id) {
+            owner.record(issued);
+        }
+        (
+            format!("ExchangeTokenBy.{grant_type}"),
+            types,
+            issued.scopes.clone(),
+            extra,
+        )
+    }
+
+    /// The entry of one grant event: Logto's `ExchangeTokenBy.AuthorizationCode` and
+    /// `ExchangeTokenBy.RefreshToken` for the user-token exchanges the token endpoint granted
+    /// (refusals are logged from the `exchange` stream), `RevokeToken` for a revocation.
+    async fn entry(
+        &mut self,
+        db: &Transaction<'_>,
+        event: &RecordedEvent,
+    ) -> Result<Option<LogRow>, ProjectionError> {
+        let decoded = domain::decode::<GrantEvent>(&event.event_type, &event.payload)?;
+        if let GrantEvent::CodeIssued { authorization, .. } = &decoded {
+            self.0.insert(
+                event.stream_id.clone(),
+                GrantOwner {
+                    client_id: authorization.client_id.clone(),
+                    user_id: authorization.user_id.clone(),
+                    scopes: authorization.scopes.clone(),
+                    access_issued: false,
+                    refresh_issued: false,
+                },
+            );
+            return Ok(None);
+        }
+        let Some(owner) = self.owner(db, event).await? else {
+            return Ok(None);
+        };
+        let (key, token_types, scopes, mut extra) = match &decoded {
+            GrantEvent::CodeIssued { .. }
+            | GrantEvent::CodeReused { .. }
+            | GrantEvent::RefreshReused { .. } => return Ok(None),
+            GrantEvent::CodeRedeemed { issued, .. } => {
+                self.exchanged(&event.stream_id, "AuthorizationCode", issued)
+            }
+            GrantEvent::Refreshed { issued, .. } => {
+                self.exchanged(&event.stream_id, "RefreshToken", issued)
+            }
+            GrantEvent::Revoked { reason } => {
+                let mut types = Vec::new();
+                if owner.access_issued {
+                    types.push("AccessToken");
+                }
+                if owner.refresh_issued {
+                    types.push("RefreshToken");
+                }
+                (
+                    "RevokeToken".to_owned(),
+                    types,
+                    owner.scopes.clone(),
+                    Map::from_iter([("reason".to_owned(), json!(reason))]),
+                )
+            }
+        };
+        let mut payload = base(&key, true, event);
+        payload.insert("applicationId".into(), json!(owner.client_id));
+        payload.insert("userId".into(), json!(owner.user_id));
+        payload.insert("grantId".into(), json!(event.stream_id));
+        payload.insert("tokenTypes".into(), json!(token_types));
+        payload.insert("scope".into(), json!(scopes.join(" ")));
+        payload.append(&mut extra);
+        Ok(Some(LogRow {
+            id: log_id(event.position),
+            key,
+            payload: Value::Object(payload),
+            user_id: Some(owner.user_id),
+            application_id: Some(owner.client_id),
             created_at: event.occurred_at_ms(),
         }))
     }
@@ -359,11 +525,12 @@ impl Projection for Logs {
     ) -> Result<(), ProjectionError> {
         let mut rows = Vec::new();
         let mut journeys = Journeys::default();
+        let mut grants = GrantOwners::default();
         for event in events {
-            if event.stream_type == "interaction" {
-                rows.extend(journeys.entry(db, event).await?);
-            } else {
-                rows.extend(entry(event)?);
+            match event.stream_type.as_str() {
+                "interaction" => rows.extend(journeys.entry(db, event).await?),
+                "grant" => rows.extend(grants.entry(db, event).await?),
+                _ => rows.extend(entry(event)?),
             }
         }
         LOGS.insert(db, &rows).await

@@ -35,12 +35,17 @@ fn fold(row: &mut Option<OneTimeTokenRow>, event: &RecordedEvent, decoded: OneTi
     };
     match decoded {
         OneTimeTokenEvent::Created(token) => {
+            // The binding is sealed apart from the context in the log; reads show it in place.
+            let mut context = token.context;
+            if let (Some(binding), Value::Object(map)) = (token.device_binding, &mut context) {
+                map.insert("deviceBinding".into(), serde_json::json!(binding));
+            }
             *row = Some(OneTimeTokenRow {
                 id: token.id,
                 email: token.email,
                 lookup_hash: token.lookup_hash,
                 vault_ref: token.vault_ref,
-                context: token.context,
+                context,
                 status: Status::Active.as_str().to_owned(),
                 created_at: event.occurred_at_ms(),
                 expires_at: token.expires_at,

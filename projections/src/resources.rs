@@ -150,3 +150,16 @@ pub async fn scopes_by_ids(
     )
     .await
 }
+
+/// A resource's scopes, oldest first.
+pub async fn scopes_of(
+    db: &impl GenericClient,
+    resource_id: &str,
+) -> Result<Vec<ScopeRow>, ProjectionError> {
+    crate::rows::documents(
+        db,
+        "SELECT to_jsonb(s) FROM scopes s WHERE resource_id = $1 ORDER BY created_at, id",
+        &[&resource_id],
+    )
+    .await
+}

@@ -2,8 +2,8 @@
 //! structs: load the rows owned by the touched keys, fold in memory, write them back. One
 //! statement each way whatever the number of rows, which is what makes replay fast.
 //!
-//! Inside `bulk` (replay), large inserts go through `COPY ... FROM STDIN` instead of
-//! `jsonb_populate_recordset`: PostgreSQL ingests COPY rows at about half the cost. Both paths
+//! Inside `bulk` (replay), inserts go through `COPY ... FROM STDIN` instead of
+//! `jsonb_populate_recordset`, which PostgreSQL ingests at a fraction of the cost. Both paths
 //! must store identical rows (`replay check` compares live rows, written by INSERT, with
 //! refolded ones, written by COPY), so COPY is used only for values whose text form is exactly
 //! what `jsonb_populate_recordset` would give the column's input function; any other row set
@@ -12,31 +12,71 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::{Mutex, PoisonError};
 
 use deadpool_postgres::Transaction;
 use futures_util::SinkExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::task::JoinHandle;
 use tokio_postgres::types::Type;
 
 use crate::ProjectionError;
 use domain::CodecError;
 
 tokio::task_local! {
-    /// Set by `bulk` for the folds of one refold.
-    static BULK: ();
+    /// Set by `bulk` for the folds of one refold: the COPYs still running.
+    static BULK: Pending;
 }
 
-/// Runs `folds` with large inserts written by COPY (see the module documentation). Replay
-/// wraps its refold in this; the append path never does.
-pub async fn bulk<F: Future>(folds: F) -> F::Output {
-    BULK.scope((), folds).await
+/// COPYs handed to the connection that nobody has seen complete yet. Each is awaited by
+/// `bulk` before it returns; meanwhile the folds go on computing the next rows, so the client's
+/// work overlaps PostgreSQL's ingestion instead of alternating with it.
+#[derive(Default)]
+struct Pending(Mutex<Vec<JoinHandle<Result<u64, tokio_postgres::Error>>>>);
+
+impl Pending {
+    fn push(&self, copy: JoinHandle<Result<u64, tokio_postgres::Error>>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(copy);
+    }
+
+    fn take(&self) -> Vec<JoinHandle<Result<u64, tokio_postgres::Error>>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
-/// Fewer rows than this are inserted with one INSERT even in bulk: COPY costs an extra round
-/// trip to learn the table's columns' order and types.
-const COPY_FROM: usize = 64;
+/// Runs `folds` (writing on `db`) with large inserts written by COPY (see the module
+/// documentation), and returns once every COPY is confirmed. Replay wraps its refold in this;
+/// the append path never does.
+pub async fn bulk<T, E, F>(folds: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: From<ProjectionError>,
+{
+    BULK.scope(Pending::default(), async {
+        let outcome = folds.await;
+        let mut failure = None;
+        for copy in BULK.with(Pending::take) {
+            let confirmed = match copy.await {
+                Ok(result) => result.map(|_| ()).map_err(ProjectionError::from),
+                Err(stopped) => Err(ProjectionError::Unfinished(stopped.to_string())),
+            };
+            if let Err(error) = confirmed {
+                failure.get_or_insert(error);
+            }
+        }
+        // A failed COPY aborts the transaction, so it also explains any later failure.
+        match failure {
+            Some(error) => Err(error.into()),
+            None => outcome,
+        }
+    })
+    .await
+}
 
 /// The rows of `table` grouped by the value of their `owner` column (the primary key for an
 /// entity table, the parent id for a child table).
@@ -105,7 +145,9 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
         if rows.is_empty() {
             return Ok(());
         }
-        if rows.len() >= COPY_FROM && BULK.try_with(|_| ()).is_ok() && self.copy(db, rows).await? {
+        // Every bulk insert goes through COPY, however small, so that `replay check` compares
+        // COPY's rows with INSERT's for every table.
+        if BULK.try_with(|_| ()).is_ok() && self.copy(db, rows).await? {
             return Ok(());
         }
         let sql = format!(
@@ -153,10 +195,22 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
                 names.join(", ")
             ))
             .await?;
+        // Returns once PostgreSQL is ready for this COPY's data, which (statements run in order
+        // on the connection) is after the previous COPY completed.
         let sink = db.copy_in(&statement).await?;
-        futures_util::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(text)).await?;
-        sink.finish().await?;
+        let copy = tokio::spawn(async move {
+            let mut sink = std::pin::pin!(sink);
+            sink.send(bytes::Bytes::from(text)).await?;
+            sink.as_mut().finish().await
+        });
+        // Statements the folds send next queue behind the COPY on the connection, so they see
+        // its rows; `bulk` awaits its confirmation.
+        let mut copy = Some(copy);
+        let _ = BULK.try_with(|pending| copy.take().map(|copy| pending.push(copy)));
+        if let Some(copy) = copy {
+            copy.await
+                .map_err(|stopped| ProjectionError::Unfinished(stopped.to_string()))??;
+        }
         Ok(true)
     }
 }

@@ -323,6 +323,61 @@ impl Projection for Users {
     }
 }
 
+/// One user's read-model state folded event by event, in memory, with the projection's own
+/// `route` and `fold`: time travel and the audit trail's before/after views then show exactly
+/// what the `users` table showed, with no second fold to keep in step.
+#[derive(Default)]
+pub struct UserHistory {
+    state: State,
+}
+
+impl UserHistory {
+    /// Folds `event` if `route` sends it to `user_id`; whether it did.
+    pub fn fold(
+        &mut self,
+        user_id: &str,
+        event: &RecordedEvent,
+    ) -> Result<bool, domain::CodecError> {
+        match Users::route(event)? {
+            Some((key, fact)) if key == user_id => {
+                Users::fold(&mut self.state, event, fact);
+                Ok(true)
+            }
+            Some(_) | None => Ok(false),
+        }
+    }
+
+    /// The `users` row; `None` before the user was created and after it was deleted.
+    pub fn user(&self) -> Option<&UserRow> {
+        self.state.user.as_ref()
+    }
+
+    /// The roles the user's own stream gave it, in the order given. (A deleted role leaves
+    /// `users_roles` through the roles fold, which a single user's events do not show.)
+    pub fn role_ids(&self) -> Vec<String> {
+        self.state.roles.iter().map(|r| r.role_id.clone()).collect()
+    }
+
+    /// Names of the user's personal access tokens (never their values or hashes).
+    pub fn token_names(&self) -> Vec<String> {
+        self.state.tokens.iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+/// The `users` row of `user_id` after `events`, given in position order: what `route` reads for
+/// one user (its own stream and the `interaction.submitted` facts naming it); others are
+/// skipped. `None` if the user did not exist at that point.
+pub fn fold_history(
+    user_id: &str,
+    events: &[RecordedEvent],
+) -> Result<Option<UserRow>, domain::CodecError> {
+    let mut history = UserHistory::default();
+    for event in events {
+        history.fold(user_id, event)?;
+    }
+    Ok(history.state.user)
+}
+
 pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<UserRow>, ProjectionError> {
     document(db, "SELECT to_jsonb(u) FROM users u WHERE id = $1", &[&id]).await
 }
@@ -467,6 +522,37 @@ pub async fn holders_of(
     Ok((count, featured))
 }
 
+/// Names of the scopes of `resource_id` that the user's roles grant.
+pub async fn granted_scopes(
+    db: &impl GenericClient,
+    user_id: &str,
+    resource_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT DISTINCT to_jsonb(s.name) FROM users_roles ur \
+         JOIN roles_scopes rs ON rs.role_id = ur.role_id \
+         JOIN scopes s ON s.id = rs.scope_id \
+         WHERE ur.user_id = $1 AND s.resource_id = $2",
+        &[&user_id, &resource_id],
+    )
+    .await
+}
+
+/// Names of the global roles the user holds.
+pub async fn role_names(
+    db: &impl GenericClient,
+    user_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(r.name) FROM users_roles ur JOIN roles r ON r.id = ur.role_id \
+         WHERE ur.user_id = $1 ORDER BY r.name",
+        &[&user_id],
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,35 +633,53 @@ mod tests {
         assert_eq!(row.username, None);
         assert_eq!((row.created_at, row.updated_at), (1_000, 3_000));
     }
-}
 
-/// Names of the scopes of `resource_id` that the user's roles grant.
-pub async fn granted_scopes(
-    db: &impl GenericClient,
-    user_id: &str,
-    resource_id: &str,
-) -> Result<Vec<String>, ProjectionError> {
-    documents(
-        db,
-        "SELECT DISTINCT to_jsonb(s.name) FROM users_roles ur \
-         JOIN roles_scopes rs ON rs.role_id = ur.role_id \
-         JOIN scopes s ON s.id = rs.scope_id \
-         WHERE ur.user_id = $1 AND s.resource_id = $2",
-        &[&user_id, &resource_id],
-    )
-    .await
-}
-
-/// Names of the global roles the user holds.
-pub async fn role_names(
-    db: &impl GenericClient,
-    user_id: &str,
-) -> Result<Vec<String>, ProjectionError> {
-    documents(
-        db,
-        "SELECT to_jsonb(r.name) FROM users_roles ur JOIN roles r ON r.id = ur.role_id \
-         WHERE ur.user_id = $1 ORDER BY r.name",
-        &[&user_id],
-    )
-    .await
+    #[test]
+    fn history_folds_one_users_own_events_and_sign_ins_and_ends_at_deletion() {
+        let sign_in = |ms: i64, user_id: &str| {
+            let encoded = domain::encode(&InteractionEventRecord::Submitted {
+                user_id: user_id.into(),
+                event: domain::interaction::InteractionEvent::SignIn,
+                application_id: "app1".into(),
+            })
+            .unwrap();
+            RecordedEvent {
+                stream_id: format!("i{ms}"),
+                stream_type: "interaction".into(),
+                event_type: encoded.event_type,
+                payload: encoded.payload,
+                ..at(ms, &UserEvent::Suspended {})
+            }
+        };
+        let created = UserEvent::Created(NewUser {
+            id: "u1".into(),
+            username: Some("ada".into()),
+            primary_email: None,
+            primary_phone: None,
+            name: None,
+            avatar: None,
+            custom_data: Map::new(),
+            profile: Map::new(),
+            password_digest: None,
+            password_algorithm: None,
+            role_ids: vec!["r1".into()],
+        });
+        let events = vec![
+            at(1_000, &created),
+            sign_in(2_000, "someone-else"),
+            sign_in(3_000, "u1"),
+        ];
+        let row = fold_history("u1", &events).unwrap().unwrap();
+        assert_eq!(row.last_sign_in_at, Some(3_000));
+        assert_eq!(row.application_id.as_deref(), Some("app1"));
+        let mut history = UserHistory::default();
+        for event in &events {
+            history.fold("u1", event).unwrap();
+        }
+        assert_eq!(history.role_ids(), vec!["r1".to_owned()]);
+        let mut deleted = events.clone();
+        deleted.push(at(4_000, &UserEvent::Deleted {}));
+        assert_eq!(fold_history("u1", &deleted).unwrap(), None);
+        assert_eq!(fold_history("u2", &events).unwrap(), None);
+    }
 }

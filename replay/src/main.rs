@@ -1,9 +1,17 @@
 //! `replay`: the auditors' and analysts' CLI over the event log. It refolds the log into the
-//! read models (`rebuild`) or into a scratch schema to prove the live ones match (`check`).
+//! read models (`rebuild`) or into a scratch schema to prove the live ones match (`check`), and
+//! reads it for auditors and analysts (`export`, `stats`, `user`, `report`, `rebuild-as-of`).
 
+mod as_of;
+mod chart;
 mod check;
+mod export;
 mod progress;
 mod rebuild;
+mod report;
+mod scan;
+mod stats;
+mod user;
 
 use std::process::ExitCode;
 
@@ -28,6 +36,19 @@ enum Command {
     /// Refold every read model into a scratch schema and diff it row by row against the live
     /// tables; exits 1 when they differ.
     Check,
+    /// Write events, oldest first, as JSON Lines (the shape of `GET /api/events`) or CSV, to
+    /// stdout or a file, streaming in constant memory.
+    Export(export::Args),
+    /// Count events per type per day (UTC).
+    Stats(scan::Filter),
+    /// Print a user as `GET /api/users/:id` shows it, now or as of a moment.
+    User(user::Args),
+    /// Write an HTML audit report of a period: sign-ins and failures per day, admin changes per
+    /// actor, suspensions, erasures, lockouts, token exchanges.
+    Report(report::Args),
+    /// Fold every event up to a moment into tables created like the live ones in a separate
+    /// schema, for analysts.
+    RebuildAsOf(as_of::Args),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +61,12 @@ pub enum ReplayError {
     UnknownProjection(String, String),
     #[error("{0} difference(s) between the live read models and the log")]
     Differences(usize),
+    #[error("{0}")]
+    Usage(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 impl From<tokio_postgres::Error> for ReplayError {
@@ -84,5 +111,10 @@ async fn run(cli: Cli) -> Result<(), ReplayError> {
     match cli.command {
         Command::Rebuild { projections } => rebuild::run(&environment, &projections).await,
         Command::Check => check::run(&environment).await,
+        Command::Export(args) => export::run(&environment, args).await,
+        Command::Stats(filter) => stats::run(&environment, &filter).await,
+        Command::User(args) => user::run(&environment, &args).await,
+        Command::Report(args) => report::run(&environment, &args).await,
+        Command::RebuildAsOf(args) => as_of::run(&environment, &args).await,
     }
 }

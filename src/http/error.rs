@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::Rejection;
 use domain::application::ApplicationError;
+use domain::connector::ConnectorError;
 use domain::interaction::InteractionError;
 use domain::one_time_token::OneTimeTokenError;
 use domain::organization::OrganizationError;
@@ -15,6 +16,7 @@ use domain::role::RoleError;
 use domain::sign_in_experience::SignInExperienceError;
 use domain::signing_key::SigningKeyError;
 use domain::user::UserError;
+use domain::verification_code::VerificationCodeError;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -131,6 +133,68 @@ impl ApiError {
             StatusCode::BAD_REQUEST,
             "session.verification_blocked_too_many_attempts",
             format!("Too many attempts in a short time. Please try again in {minutes} {unit}."),
+        )
+    }
+
+    /// Logto's `request.message_rate_limited`: too many messages to one recipient.
+    pub fn message_rate_limited(limited: Limited) -> ApiError {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request.message_rate_limited",
+            "Too many messages were sent to this recipient. Please try again later.",
+        )
+        .with_header(header::RETRY_AFTER, limited.retry_after_secs.to_string())
+    }
+
+    /// `connector.<code>` errors (logto-compat §6), 400 unless Logto says otherwise.
+    pub fn connector(status: StatusCode, code: &'static str, message: &str) -> ApiError {
+        ApiError::new(status, code, message.to_owned())
+    }
+
+    /// No connector of `kind` (`Email`, `Sms`) is configured: Logto's 501.
+    pub fn connector_not_found(kind: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "connector.not_found",
+            format!("Can not find any available connector for type: {kind}."),
+        )
+        .with_data(serde_json::json!({ "type": kind }))
+    }
+
+    /// `connector.invalid_config`, with the offending key in `details`.
+    pub fn invalid_connector_config(details: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "connector.invalid_config",
+            "The connector's config is invalid.",
+        )
+        .with_details(details)
+    }
+
+    /// `connector.general`: the provider refused or failed; its reason is the description.
+    pub fn connector_general(reason: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "connector.general",
+            format!("An unexpected error occurred in connector.\n{reason}"),
+        )
+        .with_data(serde_json::json!({ "errorDescription": reason }))
+    }
+
+    pub fn template_not_found() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "connector.template_not_found",
+            "Unable to find correct template in connector config.",
+        )
+    }
+
+    /// `verification_code.code_mismatch`: the one failure recorded rather than refused.
+    pub fn code_mismatch() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "verification_code.code_mismatch",
+            "Invalid verification code.",
         )
     }
 
@@ -298,6 +362,13 @@ impl From<Rejection> for ApiError {
                 "request.concurrent_modification",
                 error.to_string(),
             ),
+            Rejection::Connector(error) => connector(error),
+            Rejection::Message(error) => {
+                // Messages are only changed by the server itself, never on a client's word.
+                tracing::error!(%error, "message rejected a command");
+                ApiError::internal()
+            }
+            Rejection::VerificationCode(error) => verification_code(error),
         }
     }
 }
@@ -572,6 +643,7 @@ fn interaction(error: InteractionError) -> ApiError {
             StatusCode::FORBIDDEN,
             "session.mfa.require_mfa_verification",
         ),
+        InteractionError::ConsentRequired => (StatusCode::FORBIDDEN, "oidc.consent_required"),
     };
     ApiError::new(status, code, message)
 }
@@ -587,6 +659,33 @@ fn one_time_token(error: OneTimeTokenError) -> ApiError {
         OneTimeTokenError::Revoked => "one_time_token.token_revoked",
         OneTimeTokenError::Expired => "one_time_token.token_expired",
         OneTimeTokenError::CannotReactivate => "one_time_token.cannot_reactivate_token",
+        OneTimeTokenError::InteractionEventMismatch => "one_time_token.interaction_event_mismatch",
+        // idledger's own: the token's `context.deviceBinding` names another device.
+        OneTimeTokenError::DeviceMismatch => "one_time_token.device_mismatch",
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn connector(error: ConnectorError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        ConnectorError::NotFound => ApiError::not_exists_with_id("connector", ""),
+        ConnectorError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+    }
+}
+
+/// Logto's `verification_code.*` codes, all 400.
+fn verification_code(error: VerificationCodeError) -> ApiError {
+    let message = error.to_string();
+    let code = match error {
+        VerificationCodeError::NotFound => "verification_code.not_found",
+        VerificationCodeError::EmailMismatch => "verification_code.email_mismatch",
+        VerificationCodeError::Expired => "verification_code.expired",
+        VerificationCodeError::ExceedMaxTry => "verification_code.exceed_max_try",
     };
     ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }

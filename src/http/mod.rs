@@ -2,6 +2,7 @@
 //! `/metrics`. Only this module knows Logto's JSON.
 
 pub mod auth;
+pub mod codes;
 mod docs;
 pub mod error;
 pub mod experience;

@@ -169,6 +169,9 @@ trait Step: Send + Sync {
 
     fn stream_id(&self) -> &str;
 
+    /// Whether the caller just named this stream with a fresh random id (see `Unit::then_fresh`).
+    fn fresh(&self) -> bool;
+
     /// Folds the stream's recorded history, then the events this unit decided for the same
     /// stream in earlier steps, and decides the command. Pure.
     fn decide(
@@ -181,6 +184,7 @@ trait Step: Send + Sync {
 struct Typed<A: Aggregate> {
     stream_id: String,
     command: A::Command,
+    fresh: bool,
 }
 
 /// New events of one stream, encoded, before they get sequences and positions.
@@ -201,6 +205,10 @@ where
 
     fn stream_id(&self) -> &str {
         &self.stream_id
+    }
+
+    fn fresh(&self) -> bool {
+        self.fresh
     }
 
     fn decide(
@@ -291,6 +299,24 @@ impl Unit {
         self.steps.push(Box::new(Typed::<A> {
             stream_id: stream_id.into(),
             command,
+            fresh: false,
+        }));
+        self
+    }
+
+    /// Like `then`, for a stream the caller has just named with a fresh random id (a token
+    /// exchange's audit stream): the first attempt decides on the empty state without reading
+    /// the log. Should the stream exist after all, the append is refused by the unique
+    /// `(stream_type, stream_id, sequence)` key like any lost race, and the retry reads it.
+    pub fn then_fresh<A>(mut self, stream_id: impl Into<String>, command: A::Command) -> Unit
+    where
+        A: Aggregate,
+        A::Command: Clone + Sync,
+    {
+        self.steps.push(Box::new(Typed::<A> {
+            stream_id: stream_id.into(),
+            command,
+            fresh: true,
         }));
         self
     }
@@ -363,7 +389,7 @@ impl EventStore {
         let metadata = at_storage_precision(metadata);
         let mut attempt = 1;
         loop {
-            match self.attempt(&unit, &metadata).await {
+            match self.attempt(&unit, &metadata, attempt).await {
                 Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
                     metrics::counter!("idledger_store_conflicts_total").increment(1);
                     // Spread the retries of writers that collided so they do not collide again.
@@ -387,8 +413,13 @@ impl EventStore {
         }
     }
 
-    async fn attempt(&self, unit: &Unit, metadata: &Metadata) -> Result<Committed, StoreError> {
-        let Some(prepared) = self.prepare(unit, metadata).await? else {
+    async fn attempt(
+        &self,
+        unit: &Unit,
+        metadata: &Metadata,
+        attempt: u32,
+    ) -> Result<Committed, StoreError> {
+        let Some(prepared) = self.prepare(unit, metadata, attempt).await? else {
             return Ok(Committed::default());
         };
         let committed = self.appender.append(prepared).await?;
@@ -414,6 +445,7 @@ impl EventStore {
         &self,
         unit: &Unit,
         metadata: &Metadata,
+        attempt: u32,
     ) -> Result<Option<Prepared>, StoreError> {
         let client = self.pool.get().await?;
         let mut streams: Vec<(&'static str, &str)> = Vec::new();
@@ -423,18 +455,33 @@ impl EventStore {
                 streams.push(stream);
             }
         }
+        // Streams only fresh steps name are not read on the first attempt (`Unit::then_fresh`).
+        let unread = |stream: &(&'static str, &str)| {
+            attempt == 1
+                && unit
+                    .steps
+                    .iter()
+                    .filter(|step| (step.stream_type(), step.stream_id()) == *stream)
+                    .all(|step| step.fresh())
+        };
         let select = client
             .prepare_cached(&format!(
                 "{SELECT_EVENTS} WHERE e.stream_type = $1 AND e.stream_id = $2 ORDER BY e.sequence"
             ))
             .await?;
         // Polled together, the loads go out in one pipeline on the connection.
-        let loaded =
-            futures::future::try_join_all(streams.iter().map(|(stream_type, stream_id)| {
-                let (client, select) = (&client, &select);
-                async move { client.query(select, &[stream_type, stream_id]).await }
-            }))
-            .await?;
+        let loaded = futures::future::try_join_all(streams.iter().map(|stream| {
+            let (client, select) = (&client, &select);
+            let skip = unread(stream);
+            let (stream_type, stream_id) = stream;
+            async move {
+                if skip {
+                    return Ok(Vec::new());
+                }
+                client.query(select, &[stream_type, stream_id]).await
+            }
+        }))
+        .await?;
         let mut keys = Keys::new(&self.keyring);
         let mut histories = Vec::with_capacity(loaded.len());
         for rows in &loaded {

@@ -23,11 +23,11 @@ use crate::crypto::Keyring;
 
 /// Events per chunk: large enough that per-statement costs vanish, small enough that the
 /// chunks in flight stay a few tens of MiB.
-const CHUNK: i64 = 10_000;
+const CHUNK: i64 = 5_000;
 /// Chunk queries the reader keeps in flight on its connection (pipelined).
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 1;
 /// Chunks waiting between two stages.
-const QUEUED: usize = 2;
+const QUEUED: usize = 1;
 
 /// The snapshot of a folding transaction, exported for the reader to import. Export it before
 /// the transaction writes, while it holds what makes the log stable (the head lock, or a

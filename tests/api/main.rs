@@ -6,15 +6,23 @@
 mod support;
 
 mod applications;
+mod connectors;
+mod email_codes;
+mod email_e2e;
 mod event_store;
 mod experience;
+mod history;
+mod magic_links;
 mod management_auth;
 mod oidc;
+mod oidc_flows;
 mod one_time_tokens;
 mod organizations;
+mod pages_e2e;
 mod schemathesis;
 mod sdk_e2e;
 mod sign_in_experience;
 mod signing_keys;
 mod skeleton;
+mod smtp_server;
 mod users;

@@ -19,11 +19,11 @@ const SIGNUP_PASSWORD: &str = "Rabbit-Hole-1951";
 /// The browser test takes seconds; past this it is stuck, and is killed with its children.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let path = std::env::var_os("E2E_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(".venv/bin/python"));
@@ -40,7 +40,7 @@ fn python() -> PathBuf {
 }
 
 /// A port nobody listens on now, for the sample app (its URIs must be registered first).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -167,8 +167,19 @@ async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
         );
     }
     // The SDK's back channel redeemed each code (sign-in, sign-up, Japanese sign-in), as the
-    // log records it. (The activity log has no `ExchangeTokenBy.AuthorizationCode` entries yet:
-    // projections/src/logs.rs does not turn `grant` streams into entries.)
+    // log records it; the existing user's two are in their activity log too.
+    let exchanges = entry("ExchangeTokenBy.AuthorizationCode");
+    assert_eq!(exchanges.len(), 2, "code exchanges logged: {keys:?}");
+    for exchange in &exchanges {
+        let payload = &exchange["payload"];
+        assert_eq!(payload["applicationId"], app_id, "{exchange}");
+        assert!(
+            payload["userAgent"]
+                .as_str()
+                .is_some_and(|ua| ua.contains("aiohttp")),
+            "the SDK's user agent: {exchange}"
+        );
+    }
     let redeemed: Vec<_> = server
         .recorded_events()
         .await

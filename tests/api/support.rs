@@ -197,6 +197,19 @@ impl TestServer {
         format!("{}/oidc", self.endpoint)
     }
 
+    /// Kills the server (as a crash would) and starts it again on the same database and data
+    /// directory; it listens on a new port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, base, endpoint) = spawn_server(&self.database, &self.data_dir, &self.env);
+        self.child = child;
+        self.base = base;
+        self.endpoint = endpoint;
+        // Tokens name the old endpoint as their issuer.
+        self.token = tokio::sync::OnceCell::new();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

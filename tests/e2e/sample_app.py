@@ -8,13 +8,14 @@ configured only by environment variables so the end-to-end test can point it at 
     INTERACTION_MODE   optional: "signUp" to open the registration page first
     FLASK_SECRET_KEY   optional: signs Flask's session cookie (random by default)
 
-The SDK is used exactly as the guide shows; `/claims` is the one addition, for the test to read
-the ID token's claims.
+The SDK is used exactly as the guide shows; `/claims` is an addition for the test to read the
+ID token's claims, and `/landing-page` the magic-link landing page of Logto's magic-link guide.
 """
 
 import os
 import secrets
 from typing import Union
+from urllib.parse import urlencode
 
 from flask import Flask, jsonify, redirect, request, session
 from logto import LogtoClient, LogtoConfig, Storage
@@ -64,6 +65,22 @@ async def sign_in():
             interactionMode=INTERACTION_MODE,
         )
     )
+
+
+@app.route("/landing-page")
+async def landing_page():
+    # Where an invitation email's magic link points:
+    # /landing-page?type=registrationInvitation&token=<one-time token>&email=<invitee>
+    token, email = request.args.get("token"), request.args.get("email")
+    if not token or not email:
+        return "Invalid invitation link", 400
+    sign_in_url = await client.signIn(
+        redirectUri=f"{BASE_URL}/callback",
+        interactionMode=INTERACTION_MODE,
+    )
+    # signIn() takes no extra parameters, so the token and the email go onto the URL it returns.
+    extra = urlencode({"one_time_token": token, "login_hint": email})
+    return redirect(f"{sign_in_url}&{extra}")
 
 
 @app.route("/callback")

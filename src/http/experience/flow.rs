@@ -27,6 +27,11 @@ use crate::http::oidc::resume_url;
 use crate::sentinel;
 use crate::store::Unit;
 
+mod email_code;
+mod one_time_token;
+
+pub use email_code::{code_sign_in_enabled, email_sign_up_enabled};
+
 /// Verified against when the identifier names nobody (or nobody with a password), so an unknown
 /// account costs the same argon2id work as a wrong password and timing tells them apart no
 /// better than the answer does. No password produces this digest.
@@ -35,6 +40,8 @@ const DECOY_DIGEST: &str = "$argon2id$v=19$m=19456,t=2,p=1$aWRsZWRnZXItZGVjb3ktc
 
 /// Keyed-hash domain of identifiers in the sentinel's tables.
 const SENTINEL_HASH_KIND: &str = "sentinel";
+/// Keyed-hash domain of client addresses in the sentinel's rate counters.
+const SIGN_IN_IP_HASH_KIND: &str = "sign-in ip";
 
 fn invalid_credentials() -> ApiError {
     ApiError::new(
@@ -220,7 +227,7 @@ impl<'a> Experience<'a> {
         event: InteractionEvent,
         switching: bool,
     ) -> Result<(), ApiError> {
-        rules::guard_event(&self.config, event)?;
+        rules::guard_event_invited(&self.config, event, self.one_time_token_verified())?;
         let current = self.event()?;
         let forgot = InteractionEvent::ForgotPassword;
         if switching && ((event == forgot) != (current == forgot)) {
@@ -266,6 +273,18 @@ impl<'a> Experience<'a> {
             .store
             .keyring()
             .lookup_hash(SENTINEL_HASH_KIND, &shown.to_lowercase());
+        // Per address as well as per identifier: one address guessing across many accounts
+        // never trips a lockout.
+        if let Some(ip) = &self.context.ip {
+            let ip_key = self
+                .state
+                .store
+                .keyring()
+                .lookup_hash(SIGN_IN_IP_HASH_KIND, ip);
+            sentinel::hit_rate(pool, "sign-in-ip", &ip_key, self.state.sign_in_rate, now)
+                .await
+                .map_err(ApiError::rate_limited)?;
+        }
         sentinel::check_lockout(pool, &key, now)
             .await
             .map_err(ApiError::verification_blocked)?;
@@ -290,6 +309,7 @@ impl<'a> Experience<'a> {
                             kind: VerificationKind::Password,
                             identifier: Some(identifier),
                             user_id: Some(user.id.clone()),
+                            one_time_token_id: None,
                         },
                         now,
                     },
@@ -375,6 +395,7 @@ impl<'a> Experience<'a> {
                             value: username,
                         }),
                         user_id: None,
+                        one_time_token_id: None,
                     },
                     now: self.context.now_ms(),
                 },
@@ -421,7 +442,8 @@ impl<'a> Experience<'a> {
                 Ok(Identification::Existing)
             }
             InteractionEvent::ForgotPassword => {
-                Err(not_for_forgot_password(StatusCode::UNPROCESSABLE_ENTITY))
+                self.identify_for_reset(verification_id).await?;
+                Ok(Identification::Existing)
             }
         }
     }
@@ -429,6 +451,7 @@ impl<'a> Experience<'a> {
     async fn sign_in(&mut self, verification_id: &str) -> Result<(), ApiError> {
         rules::guard_event(&self.config, InteractionEvent::SignIn)?;
         let (kind, proven) = self.verification(verification_id)?;
+        self.guard_code_sign_in(kind)?;
         if kind.is_second_factor() || kind == VerificationKind::NewPasswordIdentity {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -461,6 +484,20 @@ impl<'a> Experience<'a> {
     /// Creates the user of a new username-and-password identity, in the same unit of work as
     /// the interaction's record of it.
     async fn register(&mut self, verification_id: Option<&str>) -> Result<(), ApiError> {
+        if let Some(id) = verification_id
+            && self
+                .verification(id)
+                .is_ok_and(|(kind, _)| kind == VerificationKind::OneTimeToken)
+        {
+            return self.register_with_token(id).await;
+        }
+        if let Some(id) = verification_id
+            && self
+                .verification(id)
+                .is_ok_and(|(kind, _)| kind == VerificationKind::EmailVerificationCode)
+        {
+            return self.register_with_email_code(id).await;
+        }
         rules::guard_event(&self.config, InteractionEvent::Register)?;
         if self.interaction.user_id.is_some() {
             return Err(identity_conflict());
@@ -627,11 +664,13 @@ impl<'a> Experience<'a> {
         rules::guard_profile(&self.config, held(&user))?;
         let mfa_pending = self.mfa_pending(&user);
         let now = self.context.now_ms();
-        self.interaction_command(
+        let unit = Unit::new().then::<Interaction>(
+            self.interaction.id.clone(),
             InteractionCommand::Submit { mfa_pending, now },
-            Actor::User(user.id),
-        )
-        .await?;
+        );
+        // A magic link's organizations are joined with the submission, or not at all.
+        let unit = self.provision_organizations(&user, unit).await?;
+        self.run(unit, Actor::User(user.id)).await?;
         Ok(resume_url(self.state, &self.interaction.id))
     }
 

@@ -4,6 +4,7 @@
 
 pub mod flow;
 pub mod rules;
+mod verification_code;
 
 use axum::Router;
 use axum::extract::State;
@@ -31,9 +32,14 @@ pub fn router() -> Router<AppState> {
             "/api/experience/verification/new-password-identity",
             post(new_password_identity),
         )
+        .route(
+            "/api/experience/verification/one-time-token/verify",
+            post(one_time_token),
+        )
         .route("/api/experience/identification", post(identification))
         .route("/api/experience/profile", post(profile))
         .route("/api/experience/submit", post(submit))
+        .merge(verification_code::router())
 }
 
 /// The interaction the browser's cookie names.
@@ -136,6 +142,31 @@ async fn new_password_identity(
     let mut experience = experience(&state, &context, &jar).await?;
     let verification_id = experience
         .new_password_identity(body.identifier.value, body.password)
+        .await?;
+    Ok(axum::Json(VerificationResponse { verification_id }))
+}
+
+#[derive(Deserialize)]
+struct OneTimeTokenBody {
+    token: String,
+    identifier: IdentifierBody,
+}
+
+async fn one_time_token(
+    State(state): State<AppState>,
+    context: RequestContext,
+    jar: CookieJar,
+    Json(body): Json<OneTimeTokenBody>,
+) -> Result<axum::Json<VerificationResponse>, ApiError> {
+    if body.identifier.kind != IdentifierType::Email {
+        return Err(ApiError::invalid_input(
+            "body",
+            "Error in key path \"identifier.type\": Invalid literal value, expected \"email\"",
+        ));
+    }
+    let mut experience = experience(&state, &context, &jar).await?;
+    let verification_id = experience
+        .verify_one_time_token(&body.token, &body.identifier.value, false)
         .await?;
     Ok(axum::Json(VerificationResponse { verification_id }))
 }

@@ -27,6 +27,20 @@ pub fn guard_event(config: &SignInExperience, event: InteractionEvent) -> Result
     if refused { Err(forbidden()) } else { Ok(()) }
 }
 
+/// `guard_event` with Logto's one exception: a verified one-time token is an invitation, so
+/// an interaction holding one (`invited`) may register where the sign-in mode closes
+/// registration.
+pub fn guard_event_invited(
+    config: &SignInExperience,
+    event: InteractionEvent,
+    invited: bool,
+) -> Result<(), ApiError> {
+    if invited && event == InteractionEvent::Register {
+        return Ok(());
+    }
+    guard_event(config, event)
+}
+
 fn same_identifier(configured: SignInIdentifier, given: IdentifierType) -> bool {
     matches!(
         (configured, given),
@@ -257,6 +271,18 @@ mod tests {
         config.sign_in_mode = SignInMode::Register;
         assert!(guard_event(&config, InteractionEvent::SignIn).is_err());
         assert!(guard_event(&config, InteractionEvent::ForgotPassword).is_ok());
+    }
+
+    #[test]
+    fn an_invitation_opens_registration_and_nothing_else() {
+        let mut config = SignInExperience {
+            sign_in_mode: SignInMode::SignIn,
+            ..SignInExperience::default()
+        };
+        assert!(guard_event_invited(&config, InteractionEvent::Register, false).is_err());
+        assert!(guard_event_invited(&config, InteractionEvent::Register, true).is_ok());
+        config.sign_in_mode = SignInMode::Register;
+        assert!(guard_event_invited(&config, InteractionEvent::SignIn, true).is_err());
     }
 
     #[test]

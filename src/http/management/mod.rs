@@ -4,6 +4,8 @@
 
 pub mod applications;
 mod configs;
+mod connectors;
+pub mod events;
 pub mod listing;
 mod logs;
 pub mod one_time_tokens;
@@ -12,6 +14,7 @@ mod organizations;
 pub mod roles;
 mod sign_in_exp;
 pub mod users;
+mod verification_codes;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
@@ -113,6 +116,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(one_time_tokens::routes())
         .merge(configs::routes())
         .merge(sign_in_exp::routes())
+        .merge(connectors::routes())
+        .merge(verification_codes::routes())
+        .merge(events::routes())
 }
 
 /// The routes, behind authentication, and their OpenAPI document.

@@ -2,7 +2,11 @@
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
-use domain::one_time_token::{NewToken, OneTimeToken, OneTimeTokenCommand, OneTimeTokenEvent, Status};
+use domain::interaction::InteractionEvent;
+use domain::one_time_token::{
+    Device, NewToken, OneTimeToken, OneTimeTokenCommand, OneTimeTokenError, OneTimeTokenEvent,
+    Status,
+};
 use projections::one_time_tokens::{self, OneTimeTokenRow, TokenFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -102,6 +106,50 @@ pub struct TokenContext {
     pub jit_organization_ids: Option<Vec<String>>,
     /// `SignIn`, `Register` or `ForgotPassword`.
     pub interaction_event: Option<String>,
+    /// idledger's extension: only a browser with this IP address and/or user agent (those of
+    /// whoever asked for the link) may follow it; the sign-in experience refuses others with
+    /// `one_time_token.device_mismatch`.
+    pub device_binding: Option<DeviceBindingBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceBindingBody {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The longest user agent a binding keeps (browsers send a few hundred characters).
+const MAX_USER_AGENT_CHARS: usize = 1024;
+
+fn device_binding(body: DeviceBindingBody) -> Result<Device, ApiError> {
+    let invalid = |details: &str| {
+        ApiError::invalid_input(
+            "body",
+            format!("Error in key path \"context.deviceBinding\": {details}"),
+        )
+    };
+    // Stored in the form the server prints a peer's address, so equal addresses compare equal.
+    let ip = body
+        .ip
+        .map(|ip| {
+            ip.trim()
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .map_err(|_| invalid("ip must be an IPv4 or IPv6 address"))
+        })
+        .transpose()?;
+    let user_agent = body.user_agent.filter(|ua| !ua.is_empty());
+    if user_agent
+        .as_ref()
+        .is_some_and(|ua| ua.chars().count() > MAX_USER_AGENT_CHARS)
+    {
+        return Err(invalid("userAgent is too long"));
+    }
+    if ip.is_none() && user_agent.is_none() {
+        return Err(invalid("name an ip, a userAgent or both"));
+    }
+    Ok(Device { ip, user_agent })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -113,10 +161,11 @@ pub struct CreateTokenBody {
     pub context: Option<TokenContext>,
 }
 
-fn context_value(context: Option<TokenContext>) -> Result<Value, ApiError> {
+/// The context as stored in the token's event, and its device binding, which is sealed apart.
+fn context_value(context: Option<TokenContext>) -> Result<(Value, Option<Device>), ApiError> {
     let mut value = Map::new();
     let Some(context) = context else {
-        return Ok(Value::Object(value));
+        return Ok((Value::Object(value), None));
     };
     if let Some(ids) = context.jit_organization_ids {
         value.insert("jitOrganizationIds".into(), json!(ids));
@@ -130,7 +179,8 @@ fn context_value(context: Option<TokenContext>) -> Result<Value, ApiError> {
         }
         value.insert("interactionEvent".into(), json!(event));
     }
-    Ok(Value::Object(value))
+    let binding = context.device_binding.map(device_binding).transpose()?;
+    Ok((Value::Object(value), binding))
 }
 
 /// Create a one-time token for an email.
@@ -157,7 +207,7 @@ async fn create_token(
             "Error in key path \"expiresIn\": must be at least 1",
         ));
     }
-    let token_context = context_value(body.context)?;
+    let (token_context, device_binding) = context_value(body.context)?;
     let now = context.now_ms();
     let rate_key = state
         .store
@@ -201,6 +251,7 @@ async fn create_token(
             vault_ref,
             expires_at: now + expires_in * 1000,
             context: token_context,
+            device_binding,
         }),
     );
     state
@@ -289,7 +340,7 @@ pub struct VerifyBody {
 }
 
 fn expired() -> ApiError {
-    domain::Rejection::from(domain::one_time_token::OneTimeTokenError::Expired).into()
+    domain::Rejection::from(OneTimeTokenError::Expired).into()
 }
 
 fn not_found() -> ApiError {
@@ -301,15 +352,30 @@ fn not_found() -> ApiError {
     )
 }
 
+/// What the sign-in experience asks of a token beyond the Management API's verify (Logto's
+/// step 5, and idledger's device binding).
+pub struct Redemption {
+    /// The interaction's event, which the token's `context.interactionEvent` must allow.
+    pub interaction_event: InteractionEvent,
+    /// The browser following the link, which the token's `context.deviceBinding` must allow.
+    pub device: Device,
+}
+
 /// Runs Logto's verify algorithm (shared with the sign-in experience): exact email, not
 /// expired (an expired active token is marked so), not consumed, not revoked; then consumed.
 /// Of concurrent verifications of one token exactly one wins: they race on its stream.
+///
+/// The experience passes a `redemption` and, through `record`, what it records with the
+/// consumption (its verification), so both happen in one unit of work or neither does; a
+/// token it finds expired is then marked so on its own, without that record.
 pub async fn verify(
     state: &AppState,
     context: &RequestContext,
     actor: domain::Actor,
     token: &str,
     email: &str,
+    redemption: Option<Redemption>,
+    record: impl FnOnce(&OneTimeTokenRow, Unit) -> Unit,
 ) -> Result<OneTimeTokenRow, ApiError> {
     let row = {
         let db = state.store.pool().get().await?;
@@ -317,18 +383,36 @@ pub async fn verify(
             .await?
             .ok_or_else(not_found)?
     };
-    let committed = state
-        .store
-        .execute::<OneTimeToken>(
-            &row.id,
-            OneTimeTokenCommand::Verify {
-                email: email.to_owned(),
-                now: context.now_ms(),
-            },
-            &context.metadata(actor),
-        )
-        .await
-        .map_err(ApiError::from)?;
+    let now = context.now_ms();
+    let metadata = context.metadata(actor);
+    let plain = || OneTimeTokenCommand::Verify {
+        email: email.to_owned(),
+        now,
+    };
+    let redeeming = redemption.is_some();
+    let command = match redemption {
+        None => plain(),
+        Some(redemption) => OneTimeTokenCommand::Redeem {
+            email: email.to_owned(),
+            now,
+            interaction_event: redemption.interaction_event,
+            device: redemption.device,
+        },
+    };
+    let unit = record(&row, Unit::new().then::<OneTimeToken>(&row.id, command));
+    let committed = match state.store.run(unit, &metadata).await {
+        Err(StoreError::Rejected(domain::Rejection::OneTimeToken(OneTimeTokenError::Expired)))
+            if redeeming =>
+        {
+            // At the same instant the plain verify reaches the same expiry, and marks it.
+            state
+                .store
+                .execute::<OneTimeToken>(&row.id, plain(), &metadata)
+                .await?;
+            return Err(expired());
+        }
+        result => result?,
+    };
     let expired_now = committed.events.iter().any(|event| {
         matches!(
             domain::decode::<OneTimeTokenEvent>(&event.event_type, &event.payload),
@@ -352,7 +436,16 @@ async fn verify_token(
     context: RequestContext,
     Json(body): Json<VerifyBody>,
 ) -> Result<axum::Json<OneTimeTokenResponse>, ApiError> {
-    let row = verify(&state, &context, caller.actor, &body.token, &body.email).await?;
+    let row = verify(
+        &state,
+        &context,
+        caller.actor,
+        &body.token,
+        &body.email,
+        None,
+        |_, unit| unit,
+    )
+    .await?;
     Ok(axum::Json(respond(&state, row, context.now_ms()).await?))
 }
 
@@ -420,9 +513,9 @@ async fn delete_token(
         .execute::<OneTimeToken>(&id, OneTimeTokenCommand::Delete, &context.metadata(caller.actor))
         .await
         .map_err(|e| match e {
-            StoreError::Rejected(domain::Rejection::OneTimeToken(
-                domain::one_time_token::OneTimeTokenError::NotFound,
-            )) => ApiError::not_found(),
+            StoreError::Rejected(domain::Rejection::OneTimeToken(OneTimeTokenError::NotFound)) => {
+                ApiError::not_found()
+            }
             other => other.into(),
         })?;
     Ok(StatusCode::NO_CONTENT)

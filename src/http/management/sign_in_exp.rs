@@ -41,10 +41,32 @@ pub fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(well_known_sign_in_exp))
 }
 
-/// The connectors enabled now. idledger has no connectors yet, so no email, SMS or social
-/// connector is ever enabled and settings that need one are refused.
-fn enabled_connectors() -> Connectors {
-    Connectors::default()
+/// The connectors configured now (every configured connector is enabled, as in Logto).
+async fn enabled_connectors(state: &AppState) -> Result<Connectors, ApiError> {
+    let db = state.store.pool().get().await?;
+    let rows = projections::connectors::all(&db).await?;
+    let of_type = |kind: &str| rows.iter().any(|row| row.connector_type == kind);
+    Ok(Connectors {
+        email: of_type("Email"),
+        sms: of_type("Sms"),
+        social_targets: rows
+            .iter()
+            .filter(|row| row.connector_type == "Social")
+            .filter_map(|row| {
+                row.metadata
+                    .get("target")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        crate::connectors::factory(&row.connector_id)?
+                            .metadata()
+                            .get("target")?
+                            .as_str()
+                            .map(str::to_owned)
+                    })
+            })
+            .collect(),
+    })
 }
 
 async fn load(state: &AppState) -> Result<SignInExperience, ApiError> {
@@ -94,7 +116,7 @@ async fn update_sign_in_exp(
         let command = SignInExperienceCommand::Update {
             base: Box::new(base),
             experience: Box::new(experience),
-            connectors: enabled_connectors(),
+            connectors: enabled_connectors(&state).await?,
         };
         let result = state
             .store
@@ -425,7 +447,7 @@ async fn well_known_sign_in_exp(
     State(state): State<AppState>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let experience = load(&state).await?;
-    let connectors = enabled_connectors();
+    let connectors = enabled_connectors(&state).await?;
     let methods = experience
         .forgot_password_methods
         .clone()

@@ -16,6 +16,7 @@ use domain::interaction::{
 use domain::session::{Session, SessionCommand};
 use domain::{Actor, Metadata};
 use projections::applications::{self, ApplicationRow};
+use projections::interactions::InteractionRow;
 use projections::sessions::SessionRow;
 use projections::users::UserRow;
 
@@ -399,16 +400,41 @@ async fn begin(
         max_age.is_none_or(|age| context.now_ms() - session.0.auth_time <= age * 1000)
     };
     let wants_login = prompts.iter().any(|p| p == "login");
-    if let Some(session) = session.filter(|s| !wants_login && fresh_enough(s)) {
+    // A magic link is followed even over a session: the one-time-token page verifies its
+    // token (joining its organizations) and, if the session is another account's, first asks
+    // which account to continue with (`/switch-account`).
+    let magic_link =
+        single("one_time_token")?.is_some() && !prompts.iter().any(|p| p == "none");
+    if let Some((session, user)) =
+        session.filter(|s| !wants_login && !magic_link && fresh_enough(s))
+    {
+        if consent_needed(state, application, &request, &user.id).await? {
+            if prompts.iter().any(|p| p == "none") {
+                return Err(refuse("consent_required", "End-User consent is required"));
+            }
+            // The session stands in for the sign-in; only the consent page is left.
+            return start_interaction(
+                state,
+                context,
+                jar,
+                params,
+                request,
+                Some((&user, &session)),
+            )
+            .await;
+        }
         return complete(
             state,
             context,
             jar,
             reply,
-            request,
-            &session.1,
-            None,
-            Some(session.0),
+            Completion {
+                request,
+                user: &user,
+                interaction: None,
+                session: Some(session),
+                consent_required: false,
+            },
         )
         .await;
     }
@@ -418,7 +444,52 @@ async fn begin(
             "End-User authentication is required",
         ));
     }
-    start_interaction(state, context, jar, params, request).await
+    start_interaction(state, context, jar, params, request, None).await
+}
+
+/// Whether the user must be asked before a code is issued. Only third-party applications ask
+/// (first-party ones are consented to automatically, as in Logto): when the request says
+/// `prompt=consent`, or when no live grant of this user to this client already covers the
+/// scopes and resources requested.
+async fn consent_needed(
+    state: &AppState,
+    application: &ApplicationRow,
+    request: &AuthorizationRequest,
+    user_id: &str,
+) -> Result<bool, Refusal> {
+    if !application.is_third_party {
+        return Ok(false);
+    }
+    if request.prompts.iter().any(|p| p == "consent") {
+        return Ok(true);
+    }
+    let db = state.store.pool().get().await.map_err(ApiError::from)?;
+    let grants = projections::grants::active_of_user(&db, user_id).await?;
+    let covers = |granted: &serde_json::Value, wanted: &[String]| {
+        wanted
+            .iter()
+            .all(|w| granted.as_array().is_some_and(|g| g.iter().any(|v| v == w)))
+    };
+    Ok(!grants.iter().any(|grant| {
+        grant.client_id == application.id
+            && covers(&grant.scopes, &request.scopes)
+            && covers(&grant.resources, &request.resources)
+    }))
+}
+
+/// `current_session` for the pages that offer to keep the session (`/switch-account`).
+pub async fn browser_session(
+    state: &AppState,
+    jar: &CookieJar,
+    now: i64,
+) -> Result<Option<(SessionRow, UserRow)>, ApiError> {
+    current_session(state, jar, now).await.map_err(|refusal| {
+        if refusal.error == "temporarily_unavailable" {
+            ApiError::unavailable()
+        } else {
+            ApiError::internal()
+        }
+    })
 }
 
 /// The browser's session, if its cookie names a live session of a user who may sign in.
@@ -469,28 +540,44 @@ fn first_screen(params: &Params) -> (&'static str, InteractionEvent) {
     }
 }
 
+/// Starts an interaction and sends the browser to its first page: the sign-in experience, or,
+/// when a session already signed the user in (`continued`), the consent page.
 async fn start_interaction(
     state: &AppState,
     context: &RequestContext,
     jar: &CookieJar,
     params: &Params,
     request: AuthorizationRequest,
+    continued: Option<(&UserRow, &SessionRow)>,
 ) -> Result<Response, Refusal> {
     let uid = ids::standard_id().map_err(|_| refuse("server_error", "no randomness"))?;
-    let (path, event) = first_screen(params);
+    let (path, event) = match continued {
+        Some(_) => ("/consent", InteractionEvent::SignIn),
+        None => first_screen(params),
+    };
     let client_id = request.client_id.clone();
-    state
-        .store
-        .execute::<Interaction>(
+    let now = context.now_ms();
+    let mut unit = Unit::new().then::<Interaction>(
+        &uid,
+        InteractionCommand::Start {
+            request,
+            event,
+            expires_at: now + INTERACTION_TTL_MS,
+        },
+    );
+    let mut metadata = context.metadata(Actor::Anonymous);
+    if let Some((user, session)) = continued {
+        unit = unit.then::<Interaction>(
             &uid,
-            InteractionCommand::Start {
-                request,
-                event,
-                expires_at: context.now_ms() + INTERACTION_TTL_MS,
+            InteractionCommand::ContinueSession {
+                user_id: user.id.clone(),
+                session_id: session.id.clone(),
+                now,
             },
-            &context.metadata(Actor::Anonymous),
-        )
-        .await?;
+        );
+        metadata.actor = Actor::User(user.id.clone());
+    }
+    state.store.run(unit, &metadata).await?;
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("app_id", &client_id);
     for name in [
@@ -505,7 +592,7 @@ async fn start_interaction(
         }
     }
     // A magic link lands on the one-time-token page, which verifies it before anything else.
-    let path = if params.single("one_time_token").ok().flatten().is_some() {
+    let path = if continued.is_none() && params.single("one_time_token").ok().flatten().is_some() {
         "/one-time-token"
     } else {
         path
@@ -516,19 +603,41 @@ async fn start_interaction(
     Ok((jar, Redirect::to(&format!("{path}?{}", query.finish()))).into_response())
 }
 
+/// The interaction a code ends, and how it got there.
+struct Ending<'a> {
+    id: &'a str,
+    /// The user signed in during this interaction (not merely through an existing session), so
+    /// a reused session is re-authenticated.
+    signed_in: bool,
+    /// The user has just consented on the consent page; recorded with the code.
+    consented: bool,
+}
+
+/// What a code is issued for.
+struct Completion<'a> {
+    request: AuthorizationRequest,
+    user: &'a UserRow,
+    interaction: Option<Ending<'a>>,
+    session: Option<SessionRow>,
+    consent_required: bool,
+}
+
 /// Issues the authorization code: a new grant, the session (new or reused) remembering the
 /// client, and the interaction (if any) completed, all in one unit of work.
-#[allow(clippy::too_many_arguments)]
 async fn complete(
     state: &AppState,
     context: &RequestContext,
     jar: &CookieJar,
     reply: &Reply<'_>,
-    request: AuthorizationRequest,
-    user: &UserRow,
-    interaction: Option<&str>,
-    session: Option<SessionRow>,
+    completion: Completion<'_>,
 ) -> Result<Response, Refusal> {
+    let Completion {
+        request,
+        user,
+        interaction,
+        session,
+        consent_required,
+    } = completion;
     let now = context.now_ms();
     let fail = |_| refuse("server_error", "no randomness");
     let grant_id = ids::standard_id().map_err(fail)?;
@@ -541,20 +650,19 @@ async fn complete(
     let mut unit = Unit::new();
     let mut new_cookie = None;
     let (session_id, auth_time) = match session.filter(|s| s.user_id == user.id) {
-        Some(session) => {
-            if let Some(uid) = interaction {
+        Some(session) => match &interaction {
+            Some(ending) if ending.signed_in => {
                 unit = unit.then::<Session>(
                     &session.id,
                     SessionCommand::Reauthenticate {
-                        interaction_id: uid.to_owned(),
+                        interaction_id: ending.id.to_owned(),
                         auth_time: now,
                     },
                 );
                 (session.id, now)
-            } else {
-                (session.id.clone(), session.auth_time)
             }
-        }
+            Some(_) | None => (session.id.clone(), session.auth_time),
+        },
         None => {
             let value = format!(
                 "{}{}",
@@ -566,7 +674,10 @@ async fn complete(
                 &id,
                 SessionCommand::Start {
                     user_id: user.id.clone(),
-                    interaction_id: interaction.unwrap_or_default().to_owned(),
+                    interaction_id: interaction
+                        .as_ref()
+                        .map(|ending| ending.id.to_owned())
+                        .unwrap_or_default(),
                     auth_time: now,
                     expires_at: now + SESSION_TTL_MS,
                 },
@@ -603,12 +714,16 @@ async fn complete(
                 },
             },
         );
-    if let Some(uid) = interaction {
+    if let Some(ending) = &interaction {
+        if ending.consented {
+            unit = unit.then::<Interaction>(ending.id, InteractionCommand::Consent { now });
+        }
         unit = unit.then::<Interaction>(
-            uid,
+            ending.id,
             InteractionCommand::Complete {
                 grant_id,
                 session_id,
+                consent_required,
                 now,
             },
         );
@@ -628,72 +743,172 @@ async fn complete(
     Ok((jar, reply.send(vec![("code", code)])).into_response())
 }
 
-/// `GET /oidc/auth/:uid`: the experience submitted; answer the original request.
+/// An interaction this browser holds whose person is done (signed in, or continued a session)
+/// and that has not been answered yet.
+pub struct Pending {
+    pub interaction: InteractionRow,
+    pub request: AuthorizationRequest,
+    pub user: UserRow,
+    pub application: ApplicationRow,
+}
+
+/// The pending interaction `uid`, if the browser's cookie names it and it is still open.
+pub async fn pending(
+    state: &AppState,
+    now: i64,
+    jar: &CookieJar,
+    uid: &str,
+) -> Result<Option<Pending>, ApiError> {
+    if jar.get(INTERACTION_COOKIE).map(|c| c.value()) != Some(uid) {
+        return Ok(None);
+    }
+    let db = state.store.pool().get().await?;
+    let Some(interaction) = projections::interactions::by_id(&db, uid)
+        .await?
+        .filter(|i| i.submitted && !i.completed && i.expires_at > now)
+    else {
+        return Ok(None);
+    };
+    let Ok(request) = interaction.request() else {
+        return Ok(None);
+    };
+    let user = match &interaction.user_id {
+        Some(user_id) => projections::users::by_id(&db, user_id).await?,
+        None => None,
+    };
+    let application = applications::by_id(&db, &interaction.client_id).await?;
+    Ok(user.zip(application).map(|(user, application)| Pending {
+        interaction,
+        request,
+        user,
+        application,
+    }))
+}
+
+fn lost() -> Response {
+    pages::error_page(
+        StatusCode::BAD_REQUEST,
+        "session.not_found",
+        "This sign-in has expired or belongs to another browser. Start again from the application.",
+    )
+}
+
+fn reply_to<'a>(state: &'a AppState, request: &AuthorizationRequest) -> Reply<'a> {
+    Reply {
+        state,
+        redirect_uri: request.redirect_uri.clone(),
+        response_mode: request.response_mode.clone(),
+        client_state: request.state.clone(),
+    }
+}
+
+/// `GET /oidc/auth/:uid`: the experience submitted; answer the original request, or ask for
+/// consent first.
 pub async fn resume(
     State(state): State<AppState>,
     context: RequestContext,
     jar: CookieJar,
     Path(uid): Path<String>,
 ) -> Response {
-    let lost = || {
-        pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "session.not_found",
-            "This sign-in has expired or belongs to another browser. Start again from the application.",
-        )
-    };
-    if jar.get(INTERACTION_COOKIE).map(|c| c.value()) != Some(uid.as_str()) {
-        return lost();
-    }
-    let loaded = async {
-        let db = state.store.pool().get().await?;
-        let interaction = projections::interactions::by_id(&db, &uid).await?;
-        let user = match interaction.as_ref().and_then(|i| i.user_id.clone()) {
-            Some(user_id) => projections::users::by_id(&db, &user_id).await?,
-            None => None,
-        };
-        Ok::<_, ApiError>((interaction, user))
-    }
-    .await;
-    let (interaction, user) = match loaded {
-        Ok(found) => found,
+    let pending = match pending(&state, context.now_ms(), &jar, &uid).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return lost(),
         Err(error) => return error.into_response(),
     };
-    let (Some(interaction), Some(user)) = (interaction, user) else {
-        return lost();
-    };
-    if !interaction.submitted || interaction.completed || interaction.expires_at <= context.now_ms()
-    {
-        return lost();
-    }
-    let Ok(request) = interaction.request() else {
-        return lost();
-    };
-    let reply = Reply {
-        state: &state,
-        redirect_uri: request.redirect_uri.clone(),
-        response_mode: request.response_mode.clone(),
-        client_state: request.state.clone(),
-    };
-    if user.is_suspended {
+    let reply = reply_to(&state, &pending.request);
+    if pending.user.is_suspended {
         return reply.error(refuse("access_denied", "user is suspended"));
     }
-    let session = match current_session(&state, &jar, context.now_ms()).await {
-        Ok(session) => session.map(|(session, _)| session),
-        Err(refusal) => return reply.error(refusal),
-    };
-    match complete(
+    match consent_needed(
         &state,
-        &context,
-        &jar,
-        &reply,
-        request,
-        &user,
-        Some(&uid),
-        session,
+        &pending.application,
+        &pending.request,
+        &pending.user.id,
     )
     .await
     {
+        Ok(true) => return Redirect::to("/consent").into_response(),
+        Ok(false) => {}
+        Err(refusal) => return reply.error(refusal),
+    }
+    finish(&state, &context, &jar, &reply, pending, false).await
+}
+
+/// The consent page's answer for the pending interaction `uid`: a code, or `access_denied`.
+pub async fn answer_consent(
+    state: &AppState,
+    context: &RequestContext,
+    jar: &CookieJar,
+    uid: &str,
+    accepted: bool,
+) -> Response {
+    let pending = match pending(state, context.now_ms(), jar, uid).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return lost(),
+        Err(error) => return error.into_response(),
+    };
+    let reply = reply_to(state, &pending.request);
+    if pending.user.is_suspended {
+        return reply.error(refuse("access_denied", "user is suspended"));
+    }
+    if accepted {
+        return finish(state, context, jar, &reply, pending, true).await;
+    }
+    let denied = state
+        .store
+        .execute::<Interaction>(
+            uid,
+            InteractionCommand::DenyConsent {
+                now: context.now_ms(),
+            },
+            &context.metadata(Actor::User(pending.user.id.clone())),
+        )
+        .await;
+    if let Err(error) = denied {
+        return reply.error(error.into());
+    }
+    let jar = jar
+        .clone()
+        .remove(Cookie::build(INTERACTION_COOKIE).path("/"));
+    (
+        jar,
+        reply.error(refuse("access_denied", "End-User aborted interaction")),
+    )
+        .into_response()
+}
+
+/// Issues the code that ends a pending interaction, in the browser's session. An interaction
+/// that continued a session needs that very session still live.
+async fn finish(
+    state: &AppState,
+    context: &RequestContext,
+    jar: &CookieJar,
+    reply: &Reply<'_>,
+    pending: Pending,
+    consented: bool,
+) -> Response {
+    let session = match current_session(state, jar, context.now_ms()).await {
+        Ok(session) => session.map(|(session, _)| session),
+        Err(refusal) => return reply.error(refusal),
+    };
+    if let Some(continued) = &pending.interaction.session_id
+        && session.as_ref().map(|s| &s.id) != Some(continued)
+    {
+        return lost();
+    }
+    let completion = Completion {
+        request: pending.request,
+        user: &pending.user,
+        interaction: Some(Ending {
+            id: &pending.interaction.id,
+            signed_in: pending.interaction.session_id.is_none(),
+            consented,
+        }),
+        session,
+        // Recorded in the same unit; the interaction refuses to complete without it.
+        consent_required: consented,
+    };
+    match complete(state, context, jar, reply, completion).await {
         Ok(response) => response,
         Err(refusal) => reply.error(refusal),
     }

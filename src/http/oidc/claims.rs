@@ -20,11 +20,34 @@ pub async fn load(
     let Some(user) = projections::users::by_id(db, user_id).await? else {
         return Ok(None);
     };
-    Ok(Some(Subject {
-        role_names: projections::users::role_names(db, user_id).await?,
-        memberships: projections::organizations::memberships(db, user_id).await?,
+    Ok(Some(subject(db, user, None).await?))
+}
+
+/// The subject of `user` for claims of `scopes` (all, when `None`): roles and organization
+/// memberships are read only when a granted scope shows them, which spares userinfo two
+/// queries for most tokens.
+pub async fn subject(
+    db: &impl GenericClient,
+    user: UserRow,
+    scopes: Option<&[String]>,
+) -> Result<Subject, ProjectionError> {
+    let wants = |scope: &str| scopes.is_none_or(|granted| has(granted, scope));
+    let role_names = if wants("roles") {
+        projections::users::role_names(db, &user.id).await?
+    } else {
+        Vec::new()
+    };
+    let memberships =
+        if wants("urn:logto:scope:organizations") || wants("urn:logto:scope:organization_roles") {
+            projections::organizations::memberships(db, &user.id).await?
+        } else {
+            Vec::new()
+        };
+    Ok(Subject {
         user,
-    }))
+        role_names,
+        memberships,
+    })
 }
 
 /// Standard claims the `profile` scope takes from `profile.*`, omitted when unset.

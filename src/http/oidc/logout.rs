@@ -38,10 +38,11 @@ fn xsrf(state: &AppState, jar: &CookieJar) -> String {
 pub async fn end_session_get(
     State(state): State<AppState>,
     jar: CookieJar,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::from_query(query.as_deref().unwrap_or_default());
-    confirm_page(&state, &jar, &params).await
+    confirm_page(&state, &jar, &headers, &params).await
 }
 
 pub async fn end_session_post(
@@ -51,7 +52,7 @@ pub async fn end_session_post(
     body: Bytes,
 ) -> Response {
     match Params::from_body(&headers, &body) {
-        Ok(params) => confirm_page(&state, &jar, &params).await,
+        Ok(params) => confirm_page(&state, &jar, &headers, &params).await,
         Err(error) => bad(&error.description),
     }
 }
@@ -91,9 +92,15 @@ async fn client_of(state: &AppState, params: &Params) -> Result<Option<String>, 
 }
 
 /// A post-logout redirect URI must be registered for the client it is returned to.
-async fn check_return(state: &AppState, client_id: Option<&str>, uri: &str) -> Result<(), Response> {
+async fn check_return(
+    state: &AppState,
+    client_id: Option<&str>,
+    uri: &str,
+) -> Result<(), Response> {
     let Some(client_id) = client_id else {
-        return Err(bad("post_logout_redirect_uri needs client_id or id_token_hint"));
+        return Err(bad(
+            "post_logout_redirect_uri needs client_id or id_token_hint",
+        ));
     };
     let application = async {
         let db = state.store.pool().get().await?;
@@ -114,7 +121,12 @@ async fn check_return(state: &AppState, client_id: Option<&str>, uri: &str) -> R
     }
 }
 
-async fn confirm_page(state: &AppState, jar: &CookieJar, params: &Params) -> Response {
+async fn confirm_page(
+    state: &AppState,
+    jar: &CookieJar,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Response {
     let client_id = match client_of(state, params).await {
         Ok(client) => client,
         Err(message) => return bad(message),
@@ -136,11 +148,16 @@ async fn confirm_page(state: &AppState, jar: &CookieJar, params: &Params) -> Res
     if let Ok(Some(client_state)) = params.single("state") {
         fields.push(("state", client_state));
     }
-    pages::auto_post(
+    // Kept for the signed-out page that may follow.
+    let ui_locales = params.single("ui_locales").ok().flatten();
+    if let Some(ui_locales) = ui_locales {
+        fields.push(("ui_locales", ui_locales));
+    }
+    let look = pages::sign_out::look(state, ui_locales, headers).await;
+    pages::sign_out::confirmation(
+        &look,
         &format!("{}/session/end/confirm", state.issuer),
         &fields,
-        "Signing out",
-        "Sign out",
     )
 }
 
@@ -183,7 +200,11 @@ pub async fn confirm(
             }
             (jar, Redirect::to(&target)).into_response()
         }
-        None => (jar, pages::signed_out()).into_response(),
+        None => {
+            let ui_locales = params.single("ui_locales").ok().flatten();
+            let look = pages::sign_out::look(&state, ui_locales, &headers).await;
+            (jar, pages::sign_out::signed_out(&look)).into_response()
+        }
     }
 }
 

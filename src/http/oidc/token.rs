@@ -1,5 +1,7 @@
-//! The token endpoint. Every call, granted or refused, is recorded as an `exchange.*` event
-//! (Logto's `ExchangeTokenBy.*` log) before the answer leaves.
+//! The token endpoint. Every call is recorded before the answer leaves: refusals and
+//! client-credentials grants as `exchange.*` events, user-token exchanges as their grant's
+//! `grant.code_redeemed` / `grant.refreshed`. The activity log shows all of them as Logto's
+//! `ExchangeTokenBy.*` entries (and a grant's revocation as `RevokeToken`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,6 +23,7 @@ use crate::app::AppState;
 use crate::crypto::ids;
 use crate::http::error::ApiError;
 use crate::http::extract::RequestContext;
+use crate::store::Unit;
 
 /// Claims of a JWT access token (RFC 9068, as Logto issues them).
 #[derive(Serialize)]
@@ -112,10 +115,9 @@ async fn record(
     command: ExchangeCommand,
 ) -> Result<(), OidcError> {
     let id = ids::standard_id().map_err(|_| OidcError::server_error())?;
-    state
-        .store
-        .execute::<Exchange>(&format!("exchange-{id}"), command, metadata)
-        .await?;
+    // A fresh random stream: nothing to read before appending to it.
+    let unit = Unit::new().then_fresh::<Exchange>(format!("exchange-{id}"), command);
+    state.store.run(unit, metadata).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use domain::Actor;
 use domain::grant::{Grant, GrantCommand};
 use projections::grants::TokenRow;
+use projections::users::UserRow;
 use serde_json::{Value, json};
 
 use super::claims::{self, Audience};
@@ -25,30 +26,37 @@ fn is_jwt(token: &str) -> bool {
     jsonwebtoken::decode_header(token).is_ok()
 }
 
-/// The live row behind an opaque token of one of `kinds`: not revoked, not expired, not
-/// consumed, its user still allowed in.
+/// The live row behind an opaque token of one of `kinds`, with its user: not revoked, not
+/// expired, not consumed, the user still there and allowed in. One query, on the connection
+/// the caller may go on using.
 async fn live_token(
     state: &AppState,
+    db: &impl deadpool_postgres::GenericClient,
     token: &str,
     kinds: &[(&str, &str)],
     now_ms: i64,
-) -> Result<Option<TokenRow>, ApiError> {
-    let db = state.store.pool().get().await?;
-    for (kind, hash_kind) in kinds {
-        let hash = state.store.keyring().lookup_hash(hash_kind, token);
-        let Some(row) = projections::grants::token(&db, &hash).await? else {
-            continue;
-        };
-        if row.kind != *kind || row.revoked || row.consumed_at.is_some() || row.expires_at <= now_ms
-        {
-            return Ok(None);
-        }
-        let allowed = projections::users::by_id(&db, &row.user_id)
-            .await?
-            .is_some_and(|user| !user.is_suspended);
-        return Ok(allowed.then_some(row));
+) -> Result<Option<(TokenRow, UserRow)>, ApiError> {
+    let keyring = state.store.keyring();
+    let hashes: Vec<String> = kinds
+        .iter()
+        .map(|(_, hash_kind)| keyring.lookup_hash(hash_kind, token))
+        .collect();
+    let Some(held) = projections::grants::held_token(db, &hashes).await? else {
+        return Ok(None);
+    };
+    let row = held.token;
+    // The kind the hash was taken for must be the kind of the row it found.
+    let kind_matches = kinds
+        .iter()
+        .zip(&hashes)
+        .any(|((kind, _), hash)| *hash == row.hash && row.kind == *kind);
+    if !kind_matches || row.revoked || row.consumed_at.is_some() || row.expires_at <= now_ms {
+        return Ok(None);
     }
-    Ok(None)
+    Ok(held
+        .user
+        .filter(|user| !user.is_suspended)
+        .map(|user| (row, user)))
 }
 
 fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -89,37 +97,26 @@ pub async fn userinfo(
             "no access token provided",
         );
     };
-    let row = match live_token(
-        &state,
-        &token,
-        &[("access", ACCESS_HASH_KIND)],
-        context.now_ms(),
-    )
-    .await
-    {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            return bearer_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "invalid token provided",
-            );
-        }
-        Err(error) => return OidcError::from(error).into_response(),
-    };
-    let scopes: Vec<String> = serde_json::from_value(row.scopes.clone()).unwrap_or_default();
-    let subject = async {
+    let answer = async {
         let db = state.store.pool().get().await?;
-        Ok::<_, ApiError>(claims::load(&db, &row.user_id).await?)
+        let Some((row, user)) = live_token(
+            &state,
+            &db,
+            &token,
+            &[("access", ACCESS_HASH_KIND)],
+            context.now_ms(),
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        let scopes: Vec<String> = serde_json::from_value(row.scopes).unwrap_or_default();
+        let subject = claims::subject(&db, user, Some(&scopes)).await?;
+        Ok::<_, ApiError>(Some(claims::claims(&subject, &scopes, Audience::UserInfo)))
     }
     .await;
-    match subject {
-        Ok(Some(subject)) => axum::Json(Value::Object(claims::claims(
-            &subject,
-            &scopes,
-            Audience::UserInfo,
-        )))
-        .into_response(),
+    match answer {
+        Ok(Some(claims)) => axum::Json(Value::Object(claims)).into_response(),
         Ok(None) => bearer_error(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
@@ -165,15 +162,19 @@ pub async fn introspection(
 ) -> Result<Response, OidcError> {
     let (client, token) =
         authenticated_token(&state, &context, &headers, &body, "introspection").await?;
+    let db = state.store.pool().get().await.map_err(ApiError::from)?;
     let row = live_token(
         &state,
+        &db,
         &token,
         &[("access", ACCESS_HASH_KIND), ("refresh", REFRESH_HASH_KIND)],
         context.now_ms(),
     )
     .await?
+    .map(|(row, _)| row)
     // A client learns only about its own tokens.
     .filter(|row| row.client_id == client.application.id);
+    drop(db);
     let Some(row) = row else {
         return Ok(axum::Json(json!({ "active": false })).into_response());
     };
@@ -201,13 +202,18 @@ pub async fn revocation(
 ) -> Result<Response, OidcError> {
     let (client, token) =
         authenticated_token(&state, &context, &headers, &body, "revocation").await?;
+    let db = state.store.pool().get().await.map_err(ApiError::from)?;
     let row = live_token(
         &state,
+        &db,
         &token,
         &[("access", ACCESS_HASH_KIND), ("refresh", REFRESH_HASH_KIND)],
         context.now_ms(),
     )
-    .await?;
+    .await?
+    .map(|(row, _)| row);
+    // The store takes its own connection for the revocation.
+    drop(db);
     if let Some(row) = row.filter(|row| row.client_id == client.application.id) {
         state
             .store

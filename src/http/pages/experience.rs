@@ -23,11 +23,16 @@ use crate::http::experience::flow::Experience;
 use crate::http::experience::{experience, rules};
 use crate::http::extract::RequestContext;
 
+mod email_code;
+mod magic_link;
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/register", get(register_page).post(register))
         .route("/error", get(error_page))
+        .merge(magic_link::routes())
+        .merge(email_code::routes())
 }
 
 /// Keyed-hash domain of the forms' CSRF tokens.
@@ -120,6 +125,8 @@ struct SignInPage<'a> {
     autocomplete: &'a str,
     identifier: String,
     switch_href: Option<String>,
+    /// Email-code sign-in and password reset, when the sign-in experience has them.
+    links: Vec<email_code::Link>,
 }
 
 #[derive(Template)]
@@ -352,7 +359,9 @@ fn identifier_kind(value: &str, kinds: &[IdentifierType]) -> IdentifierType {
 }
 
 fn registration_offered(config: &SignInExperience) -> bool {
-    config.sign_in_mode != SignInMode::SignIn && rules::guard_username_sign_up(config).is_ok()
+    config.sign_in_mode != SignInMode::SignIn
+        && (rules::guard_username_sign_up(config).is_ok()
+            || crate::http::experience::flow::email_sign_up_enabled(config))
 }
 
 fn sign_in_form(
@@ -385,6 +394,7 @@ fn sign_in_form(
             autocomplete: "username",
             identifier,
             switch_href: registration_offered(&visit.config).then(|| visit.href("/register")),
+            links: email_code::sign_in_links(visit),
         },
     )
 }
@@ -403,6 +413,9 @@ async fn sign_in_page(
     };
     if visit.config.sign_in_mode == SignInMode::Register {
         return Redirect::to(&visit.href("/register")).into_response();
+    }
+    if let Some(by_code) = email_code::sign_in_by_code(&visit) {
+        return by_code;
     }
     if rules::password_identifiers(&visit.config).is_empty() {
         return visit.message(
@@ -458,17 +471,30 @@ async fn sign_in(
     match sign_in_steps(&mut experience, kind, &identifier, form.text("password")).await {
         Ok(resume) => Redirect::to(&resume).into_response(),
         Err(error) => match visit.alert(&error) {
-            Ok(alert) => sign_in_form(
-                &visit,
-                &state,
-                &experience,
-                error.status,
-                identifier,
-                Some(alert),
+            Ok(alert) => with_headers_of(
+                &error,
+                sign_in_form(
+                    &visit,
+                    &state,
+                    &experience,
+                    error.status,
+                    identifier,
+                    Some(alert),
+                ),
             ),
             Err(page) => page,
         },
     }
+}
+
+/// A form shown again for a failed step keeps the step's headers (`Retry-After` of a 429).
+fn with_headers_of(error: &ApiError, mut response: Response) -> Response {
+    for (name, value) in &error.headers {
+        if let Ok(value) = axum::http::HeaderValue::from_str(value) {
+            response.headers_mut().insert(name.clone(), value);
+        }
+    }
+    response
 }
 
 fn register_form(
@@ -519,6 +545,9 @@ async fn register_page(
         Ok(experience) => experience,
         Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
     };
+    if let Some(by_email) = email_code::register_by_email(&visit) {
+        return by_email;
+    }
     if let Some(refused) = registration_refused(&visit) {
         return refused;
     }

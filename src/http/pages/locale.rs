@@ -176,6 +176,10 @@ pub fn error_message(lang: Lang, code: &str) -> Option<&'static str> {
             "Too many attempts in a short time. Please try again later.",
             "短時間に試行が多すぎます。しばらくしてから再度お試しください。",
         ),
+        "request.rate_limited" => (
+            "Too many sign-in attempts from your network. Please try again later.",
+            "お使いのネットワークからのサインイン試行が多すぎます。しばらくしてから再度お試しください。",
+        ),
         "auth.forbidden" => (
             "This is not enabled for this application.",
             "この操作は有効になっていません。",

@@ -1,8 +1,10 @@
 //! Server-rendered pages: the sign-in experience, consent, errors and the OIDC form_post
 //! response. Markup is escaped at every interpolation; pages work without JavaScript.
 
+mod consent;
 mod experience;
 mod locale;
+pub mod sign_out;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,7 +14,7 @@ use crate::app::AppState;
 
 /// The hosted sign-in experience's pages.
 pub fn routes() -> Router<AppState> {
-    experience::routes()
+    experience::routes().merge(consent::routes())
 }
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -100,51 +102,3 @@ pub fn form_post(action: &str, fields: &[(&str, &str)]) -> Response {
     )
 }
 
-/// The only script any page runs: submitting a form the server already filled in.
-const AUTO_SUBMIT: &str = "document.forms[0].submit()";
-
-/// A form the browser submits on its own (with JavaScript) or on a press of the button
-/// (without). The script is allowed by its hash, so the CSP still forbids every other script.
-pub fn auto_post(action: &str, fields: &[(&str, &str)], title: &str, button: &str) -> Response {
-    use aws_lc_rs::digest;
-    use base64::Engine;
-    let hash = base64::engine::general_purpose::STANDARD
-        .encode(digest::digest(&digest::SHA256, AUTO_SUBMIT.as_bytes()));
-    let inputs: String = fields
-        .iter()
-        .map(|(name, value)| {
-            format!(
-                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(name),
-                escape(value)
-            )
-        })
-        .collect();
-    let mut response = page(
-        StatusCode::OK,
-        title,
-        &format!(
-            "<main><h1>{}</h1><form method=\"post\" action=\"{}\">{inputs}\
-             <button type=\"submit\" autofocus>{}</button></form></main>\
-             <script>{AUTO_SUBMIT}</script>",
-            escape(title),
-            escape(action),
-            escape(button)
-        ),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("{CSP}; script-src 'sha256-{hash}'")) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    response
-}
-
-/// Shown after a sign-out that has nowhere to return to.
-pub fn signed_out() -> Response {
-    page(
-        StatusCode::OK,
-        "Signed out",
-        "<main><h1>Signed out</h1><p>You have been signed out.</p></main>",
-    )
-}

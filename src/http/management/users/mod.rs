@@ -1,6 +1,7 @@
 //! `/api/users` (Logto §2): users, their profile and suspension. Sub-resources live in the
 //! sibling files: password, identities, roles, personal access tokens, organizations.
 
+mod history;
 mod identities;
 mod organizations;
 mod password;
@@ -40,6 +41,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(tokens::routes())
         .merge(organizations::routes())
         .merge(sessions::routes())
+        .merge(history::routes())
 }
 
 /// Logto's user object ("UserProfileResponse").
@@ -417,18 +419,20 @@ async fn create_user(
 #[utoipa::path(get, path = "/api/users/{id}", tag = "Users",
     params(("id" = String, Path, description = "User id."),
            ("includeSsoIdentities" = Option<bool>, Query, description = "Add ssoIdentities."),
-           ("includePasswordHash" = Option<bool>, Query, description = "Add passwordDigest and passwordAlgorithm.")),
-    responses((status = 200, body = UserResponse), (status = 404)),
+           ("includePasswordHash" = Option<bool>, Query, description = "Add passwordDigest and passwordAlgorithm."),
+           ("asOf" = Option<String>, Query, description = "idledger: the user as it was at this moment (milliseconds since the epoch or RFC 3339, to the millisecond), folded from the log; also for a deleted user, as of a moment it existed.")),
+    responses((status = 200, body = UserResponse), (status = 400), (status = 404), (status = 410)),
     security(("bearer" = [])))]
 async fn get_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Result<axum::Json<UserResponse>, ApiError> {
-    let mut response = UserResponse::from_row(
-        find(&state, &id).await?,
-        query.truthy("includePasswordHash"),
-    );
+    let row = match query.get("asOf") {
+        Some(as_of) => history::as_of(&state, &id, as_of).await?,
+        None => find(&state, &id).await?,
+    };
+    let mut response = UserResponse::from_row(row, query.truthy("includePasswordHash"));
     if query.truthy("includeSsoIdentities") {
         // No enterprise SSO connector exists here, so no user has an SSO identity.
         response.sso_identities = Some(Vec::new());
