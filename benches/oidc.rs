@@ -54,6 +54,10 @@ const PASSWORD: &str = "Bench-Password-4242";
 const USERS: usize = 32;
 
 fn main() -> Result<(), BoxError> {
+    // reqwest is built with rustls and no default provider (the server's outbound clients pick
+    // theirs explicitly); the bench's plain-HTTP clients still need one installed. An error
+    // only means one is installed already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = common::run_dir()?;
     // On the main thread: the cluster is stopped when the thread that started it ends.
     let cluster = Cluster::start(&dir, &[])?;

@@ -229,7 +229,14 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let mail = crate::mail::start(
         state.store.clone(),
         environment.keyring.clone(),
+        followers_stop.clone(),
+    )
+    .await?;
+    let webhooks = crate::webhooks::start(
+        state.store.clone(),
+        environment.keyring.clone(),
         followers_stop,
+        Duration::from_secs(config.webhook_retry_period),
     )
     .await?;
     tracing::info!(%address, endpoint = %state.endpoint, "listening");
@@ -245,6 +252,12 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let _ = stop_followers.send(true);
     if tokio::time::timeout(FOLLOWERS_STOP, mail).await.is_err() {
         tracing::warn!("the mail follower did not stop in time");
+    }
+    if tokio::time::timeout(FOLLOWERS_STOP, webhooks)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the webhook follower did not stop in time");
     }
     served?;
     tracing::info!("stopped serving; stopping the database");

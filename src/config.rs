@@ -30,6 +30,10 @@ pub struct Config {
     /// windows, counted once across nodes); more are answered 429 with `Retry-After`.
     #[arg(long, env = "IDLEDGER_SIGN_IN_RATE", default_value = "50/300")]
     pub sign_in_rate: RateLimit,
+    /// How long (seconds) a webhook delivery is retried, with exponential back-off, before it
+    /// is given up.
+    #[arg(long, env = "IDLEDGER_WEBHOOK_RETRY_PERIOD", default_value_t = 86_400)]
+    pub webhook_retry_period: u64,
 }
 
 /// Where the data lives: the database and the key that unlocks its secrets. Shared by the

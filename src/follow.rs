@@ -65,7 +65,12 @@ fn lock_key(name: &str) -> i64 {
 }
 
 /// Runs `handler` until `stop` turns true.
-pub async fn run(pool: Pool, keyring: std::sync::Arc<Keyring>, handler: impl Handler, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    pool: Pool,
+    keyring: std::sync::Arc<Keyring>,
+    handler: impl Handler,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let pause = match follow(&pool, &keyring, &handler, &mut stop).await {
             Ok(()) => return,
@@ -149,7 +154,11 @@ async fn work(
             .await?
             .try_get(0)?;
         let rows = client.query(&select, &[&checkpoint, &BATCH]).await?;
-        let Some(last) = rows.last().map(|row| row.try_get::<_, i64>(0)).transpose()? else {
+        let Some(last) = rows
+            .last()
+            .map(|row| row.try_get::<_, i64>(0))
+            .transpose()?
+        else {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stop.changed() => {}

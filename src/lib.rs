@@ -14,3 +14,5 @@ pub mod postgres;
 pub mod sentinel;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
+pub mod webhooks;

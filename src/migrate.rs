@@ -27,6 +27,10 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (13, "0013_consent"),
     (15, "0015_connectors_and_messages"),
     (17, "0017_sign_ins_by_user"),
+    (18, "0018_mfa"),
+    (19, "0019_hooks"),
+    (20, "0020_token_sets"),
+    (22, "0022_custom_data_policy"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

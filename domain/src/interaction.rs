@@ -5,11 +5,12 @@
 //! The interaction is its own data subject (`interaction:<id>`): what a visitor typed and where
 //! from is sealed under a key that erasing the user it identified also destroys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, Event};
+use crate::mfa::{MfaFactorKind, NewMfaVerification};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InteractionEvent {
@@ -122,6 +123,15 @@ pub struct Failed {
     pub reason: String,
 }
 
+/// An identifier the sentinel locked: as typed (`username`, `email`, `phone`), or the user id
+/// (`userId`) for second factors, as Logto reports them in `Identifier.Lockout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedIdentifier {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum InteractionCommand {
     Start {
@@ -172,6 +182,38 @@ pub enum InteractionCommand {
     },
     /// The user refused; the interaction ends without a grant.
     DenyConsent {
+        now: i64,
+    },
+    /// A second factor is being set up for the identified user: a new TOTP secret (sealed in
+    /// the vault) or new backup codes (keyed hashes). The factor's id is the verification id.
+    StartMfaEnrolment {
+        user_id: String,
+        factor: NewMfaVerification,
+        now: i64,
+    },
+    /// A code of the new TOTP secret was checked at the edge.
+    ConfirmMfaEnrolment {
+        verification_id: String,
+        now: i64,
+    },
+    /// The enrolment is to be added to the user on submission.
+    BindMfa {
+        verification_id: String,
+        now: i64,
+    },
+    /// The user declined an optional MFA enrolment (checked against the policy at the edge).
+    SkipMfa {
+        now: i64,
+    },
+    /// The sentinel locked an identifier after this interaction's failed verification.
+    RecordLockout {
+        identifier: LockedIdentifier,
+        user_id: Option<String>,
+        now: i64,
+    },
+    /// A verification code was not sent: its recipient had too many already.
+    RecordMessageRateLimited {
+        recipient: String,
         now: i64,
     },
     /// The authorization endpoint turned the result into a grant. `consent_required` (decided
@@ -238,6 +280,32 @@ pub enum InteractionEventRecord {
     },
     #[serde(rename = "interaction.consent_denied")]
     ConsentDenied {},
+    #[serde(rename = "interaction.mfa_enrolment_started")]
+    #[serde(rename_all = "camelCase")]
+    MfaEnrolmentStarted {
+        user_id: String,
+        factor: NewMfaVerification,
+    },
+    #[serde(rename = "interaction.mfa_enrolment_confirmed")]
+    #[serde(rename_all = "camelCase")]
+    MfaEnrolmentConfirmed { verification_id: String },
+    #[serde(rename = "interaction.mfa_bound")]
+    #[serde(rename_all = "camelCase")]
+    MfaBound {
+        verification_id: String,
+        factor: MfaFactorKind,
+    },
+    #[serde(rename = "interaction.mfa_skipped")]
+    MfaSkipped {},
+    #[serde(rename = "interaction.identifier_locked")]
+    #[serde(rename_all = "camelCase")]
+    IdentifierLocked {
+        identifier: LockedIdentifier,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+    },
+    #[serde(rename = "interaction.message_rate_limited")]
+    MessageRateLimited { recipient: String },
 }
 
 impl cqrs_es::DomainEvent for InteractionEventRecord {
@@ -254,6 +322,16 @@ impl cqrs_es::DomainEvent for InteractionEventRecord {
             InteractionEventRecord::SessionContinued { .. } => "interaction.session_continued",
             InteractionEventRecord::Consented { .. } => "interaction.consented",
             InteractionEventRecord::ConsentDenied {} => "interaction.consent_denied",
+            InteractionEventRecord::MfaEnrolmentStarted { .. } => {
+                "interaction.mfa_enrolment_started"
+            }
+            InteractionEventRecord::MfaEnrolmentConfirmed { .. } => {
+                "interaction.mfa_enrolment_confirmed"
+            }
+            InteractionEventRecord::MfaBound { .. } => "interaction.mfa_bound",
+            InteractionEventRecord::MfaSkipped {} => "interaction.mfa_skipped",
+            InteractionEventRecord::IdentifierLocked { .. } => "interaction.identifier_locked",
+            InteractionEventRecord::MessageRateLimited { .. } => "interaction.message_rate_limited",
         }
         .to_owned()
     }
@@ -270,7 +348,13 @@ impl cqrs_es::DomainEvent for InteractionEventRecord {
             | InteractionEventRecord::Completed { .. }
             | InteractionEventRecord::SessionContinued { .. }
             | InteractionEventRecord::Consented { .. }
-            | InteractionEventRecord::ConsentDenied {} => "1",
+            | InteractionEventRecord::ConsentDenied {}
+            | InteractionEventRecord::MfaEnrolmentStarted { .. }
+            | InteractionEventRecord::MfaEnrolmentConfirmed { .. }
+            | InteractionEventRecord::MfaBound { .. }
+            | InteractionEventRecord::MfaSkipped {}
+            | InteractionEventRecord::IdentifierLocked { .. }
+            | InteractionEventRecord::MessageRateLimited { .. } => "1",
         }
         .to_owned()
     }
@@ -280,9 +364,10 @@ impl Event for InteractionEventRecord {
     /// What the visitor typed (identifiers) is personal data.
     fn personal_fields(&self) -> &'static [&'static str] {
         match self {
-            InteractionEventRecord::Verified(_) | InteractionEventRecord::VerificationFailed(_) => {
-                &["identifier"]
-            }
+            InteractionEventRecord::Verified(_)
+            | InteractionEventRecord::VerificationFailed(_)
+            | InteractionEventRecord::IdentifierLocked { .. } => &["identifier"],
+            InteractionEventRecord::MessageRateLimited { .. } => &["recipient"],
             InteractionEventRecord::Started { .. }
             | InteractionEventRecord::EventChanged { .. }
             | InteractionEventRecord::Identified { .. }
@@ -291,7 +376,11 @@ impl Event for InteractionEventRecord {
             | InteractionEventRecord::Completed { .. }
             | InteractionEventRecord::SessionContinued { .. }
             | InteractionEventRecord::Consented { .. }
-            | InteractionEventRecord::ConsentDenied {} => &[],
+            | InteractionEventRecord::ConsentDenied {}
+            | InteractionEventRecord::MfaEnrolmentStarted { .. }
+            | InteractionEventRecord::MfaEnrolmentConfirmed { .. }
+            | InteractionEventRecord::MfaBound { .. }
+            | InteractionEventRecord::MfaSkipped {} => &[],
         }
     }
 }
@@ -320,6 +409,8 @@ pub enum InteractionError {
     NotSubmitted,
     #[error("the user has not consented to this application")]
     ConsentRequired,
+    #[error("the new second factor has not been verified with a code")]
+    MfaEnrolmentUnconfirmed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,6 +424,9 @@ pub struct Live {
     pub submitted: bool,
     pub completed: bool,
     pub consented: bool,
+    /// Second factors being set up: verification id → (factor, user, confirmed).
+    pub mfa_enrolments: BTreeMap<String, (MfaFactorKind, String, bool)>,
+    pub mfa_bound: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -362,7 +456,13 @@ impl Live {
             | InteractionCommand::ContinueSession { now, .. }
             | InteractionCommand::Consent { now }
             | InteractionCommand::DenyConsent { now }
-            | InteractionCommand::Complete { now, .. } => *now,
+            | InteractionCommand::Complete { now, .. }
+            | InteractionCommand::StartMfaEnrolment { now, .. }
+            | InteractionCommand::ConfirmMfaEnrolment { now, .. }
+            | InteractionCommand::BindMfa { now, .. }
+            | InteractionCommand::SkipMfa { now }
+            | InteractionCommand::RecordLockout { now, .. }
+            | InteractionCommand::RecordMessageRateLimited { now, .. } => *now,
         };
         if now >= self.expires_at {
             return Err(InteractionError::Expired);
@@ -457,6 +557,53 @@ impl Live {
                     user_id: self.user_id.clone().unwrap_or_default(),
                 }]
             }
+            InteractionCommand::StartMfaEnrolment {
+                user_id, factor, ..
+            } => {
+                if self.user_id.as_deref() != Some(user_id.as_str()) {
+                    return Err(InteractionError::NotIdentified);
+                }
+                vec![E::MfaEnrolmentStarted { user_id, factor }]
+            }
+            InteractionCommand::ConfirmMfaEnrolment {
+                verification_id, ..
+            } => match self.mfa_enrolments.get(&verification_id) {
+                Some((MfaFactorKind::Totp, _, false)) => {
+                    vec![E::MfaEnrolmentConfirmed { verification_id }]
+                }
+                Some((MfaFactorKind::Totp, _, true)) => Vec::new(),
+                Some((MfaFactorKind::BackupCode, _, _)) | None => {
+                    return Err(InteractionError::VerificationNotFound(verification_id));
+                }
+            },
+            InteractionCommand::BindMfa {
+                verification_id, ..
+            } => match self.mfa_enrolments.get(&verification_id) {
+                Some((_, user_id, _)) if self.user_id.as_ref() != Some(user_id) => {
+                    return Err(InteractionError::UserNotIdentified);
+                }
+                Some((MfaFactorKind::Totp, _, false)) => {
+                    return Err(InteractionError::MfaEnrolmentUnconfirmed);
+                }
+                Some(_) if self.mfa_bound.contains(&verification_id) => Vec::new(),
+                Some((factor, _, _)) => vec![E::MfaBound {
+                    verification_id,
+                    factor: *factor,
+                }],
+                None => return Err(InteractionError::VerificationNotFound(verification_id)),
+            },
+            InteractionCommand::SkipMfa { .. } => vec![E::MfaSkipped {}],
+            InteractionCommand::RecordLockout {
+                identifier,
+                user_id,
+                ..
+            } => vec![E::IdentifierLocked {
+                identifier,
+                user_id,
+            }],
+            InteractionCommand::RecordMessageRateLimited { recipient, .. } => {
+                vec![E::MessageRateLimited { recipient }]
+            }
         })
     }
 
@@ -484,6 +631,25 @@ impl Live {
                 self.submitted = true;
             }
             InteractionEventRecord::Consented { .. } => self.consented = true,
+            InteractionEventRecord::MfaEnrolmentStarted { user_id, factor } => {
+                self.mfa_enrolments.insert(
+                    factor.id().to_owned(),
+                    (factor.kind(), user_id.clone(), false),
+                );
+            }
+            InteractionEventRecord::MfaEnrolmentConfirmed { verification_id } => {
+                if let Some(enrolment) = self.mfa_enrolments.get_mut(verification_id) {
+                    enrolment.2 = true;
+                }
+            }
+            InteractionEventRecord::MfaBound {
+                verification_id, ..
+            } => {
+                self.mfa_bound.insert(verification_id.clone());
+            }
+            InteractionEventRecord::MfaSkipped {}
+            | InteractionEventRecord::IdentifierLocked { .. }
+            | InteractionEventRecord::MessageRateLimited { .. } => {}
         }
     }
 }
@@ -535,6 +701,8 @@ impl Aggregate for Interaction {
                     submitted: false,
                     completed: false,
                     consented: false,
+                    mfa_enrolments: BTreeMap::new(),
+                    mfa_bound: BTreeSet::new(),
                 }));
             }
             (Interaction::Live(live), event) => live.apply(event),
@@ -761,6 +929,53 @@ mod tests {
                 now: 10,
             })
             .then_expect_error(InteractionError::AlreadyStarted);
+    }
+
+    #[test]
+    fn a_new_totp_secret_is_bound_only_after_a_code_confirmed_it() {
+        let given = vec![
+            started(),
+            verified("v1", VerificationKind::Password, Some("u1")),
+            identified(),
+            InteractionEventRecord::MfaEnrolmentStarted {
+                user_id: "u1".into(),
+                factor: NewMfaVerification::Totp {
+                    id: "t1".into(),
+                    vault_ref: "vr".into(),
+                },
+            },
+        ];
+        let bind = InteractionCommand::BindMfa {
+            verification_id: "t1".into(),
+            now: 10,
+        };
+        Given::<Interaction>::with(())
+            .given(given.clone())
+            .when(bind.clone())
+            .then_expect_error(InteractionError::MfaEnrolmentUnconfirmed);
+        let mut confirmed = given;
+        confirmed.push(InteractionEventRecord::MfaEnrolmentConfirmed {
+            verification_id: "t1".into(),
+        });
+        Given::<Interaction>::with(())
+            .given(confirmed)
+            .when(bind)
+            .then_expect_events(vec![InteractionEventRecord::MfaBound {
+                verification_id: "t1".into(),
+                factor: MfaFactorKind::Totp,
+            }]);
+        // Nobody identified: nothing to enrol.
+        Given::<Interaction>::with(())
+            .given(vec![started()])
+            .when(InteractionCommand::StartMfaEnrolment {
+                user_id: "u1".into(),
+                factor: NewMfaVerification::BackupCode {
+                    id: "b1".into(),
+                    code_hashes: vec![],
+                },
+                now: 10,
+            })
+            .then_expect_error(InteractionError::NotIdentified);
     }
 
     #[test]

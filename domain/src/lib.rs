@@ -4,11 +4,15 @@
 pub mod aggregate;
 pub mod application;
 pub mod connector;
+pub mod custom_data_policy;
 pub mod envelope;
 pub mod exchange;
 pub mod grant;
+pub mod hook;
+pub mod hook_delivery;
 pub mod interaction;
 pub mod message;
+pub mod mfa;
 pub mod one_time_token;
 pub mod organization;
 pub mod organization_role;
@@ -18,8 +22,11 @@ pub mod role;
 pub mod session;
 pub mod sign_in_experience;
 pub mod signing_key;
+pub mod social_authorization;
+pub mod token_set;
 pub mod upcast;
 pub mod user;
+pub mod user_transfer;
 pub mod verification_code;
 
 #[cfg(test)]
@@ -64,4 +71,16 @@ pub enum Rejection {
     Message(#[from] message::MessageError),
     #[error(transparent)]
     VerificationCode(#[from] verification_code::VerificationCodeError),
+    #[error(transparent)]
+    TokenSet(#[from] token_set::TokenSetError),
+    #[error(transparent)]
+    SocialAuthorization(#[from] social_authorization::SocialAuthorizationError),
+    #[error(transparent)]
+    Hook(#[from] hook::HookError),
+    #[error(transparent)]
+    HookDelivery(#[from] hook_delivery::HookDeliveryError),
+    #[error(transparent)]
+    CustomDataPolicy(#[from] custom_data_policy::CustomDataPolicyError),
+    #[error(transparent)]
+    UserTransfer(#[from] user_transfer::UserTransferError),
 }

@@ -71,7 +71,10 @@ impl Device {
 pub enum OneTimeTokenCommand {
     Create(NewToken),
     /// Logto's verify: exact email, not expired, not used, not revoked; then consumed.
-    Verify { email: String, now: i64 },
+    Verify {
+        email: String,
+        now: i64,
+    },
     /// The sign-in experience's verify: Logto's checks, then the context's interaction event
     /// and device binding. An expired token is refused without being marked: the caller's unit
     /// also records a verification, so it marks the expiry with `Verify` on its own.
@@ -82,7 +85,10 @@ pub enum OneTimeTokenCommand {
         device: Device,
     },
     /// Setting a status other than active (revoking, marking consumed or expired).
-    SetStatus { status: Status, now: i64 },
+    SetStatus {
+        status: Status,
+        now: i64,
+    },
     Delete,
 }
 
@@ -192,7 +198,10 @@ pub enum OneTimeToken {
 }
 
 impl Live {
-    fn decide(&self, command: OneTimeTokenCommand) -> Result<Vec<OneTimeTokenEvent>, OneTimeTokenError> {
+    fn decide(
+        &self,
+        command: OneTimeTokenCommand,
+    ) -> Result<Vec<OneTimeTokenEvent>, OneTimeTokenError> {
         match command {
             OneTimeTokenCommand::Create(_) => Err(OneTimeTokenError::AlreadyExists),
             OneTimeTokenCommand::Verify { email, now } => {
@@ -201,7 +210,9 @@ impl Live {
                 }
                 match self.status {
                     // Recording the expiry is the outcome; the caller reports token_expired.
-                    Status::Active if now >= self.expires_at => Ok(vec![OneTimeTokenEvent::Expired {}]),
+                    Status::Active if now >= self.expires_at => {
+                        Ok(vec![OneTimeTokenEvent::Expired {}])
+                    }
                     Status::Active => Ok(vec![OneTimeTokenEvent::Consumed {}]),
                     Status::Expired => Err(OneTimeTokenError::Expired),
                     Status::Consumed => Err(OneTimeTokenError::Consumed),
@@ -240,7 +251,9 @@ impl Live {
                 }
                 Ok(vec![OneTimeTokenEvent::Consumed {}])
             }
-            OneTimeTokenCommand::SetStatus { status, .. } if status == self.status => Ok(Vec::new()),
+            OneTimeTokenCommand::SetStatus { status, .. } if status == self.status => {
+                Ok(Vec::new())
+            }
             OneTimeTokenCommand::SetStatus { status, .. } => match status {
                 Status::Active => Err(OneTimeTokenError::CannotReactivate),
                 Status::Consumed => Ok(vec![OneTimeTokenEvent::Consumed {}]),
@@ -260,7 +273,10 @@ impl Aggregate for OneTimeToken {
     type Event = OneTimeTokenEvent;
     type Error = OneTimeTokenError;
 
-    fn decide(&self, command: OneTimeTokenCommand) -> Result<Vec<OneTimeTokenEvent>, OneTimeTokenError> {
+    fn decide(
+        &self,
+        command: OneTimeTokenCommand,
+    ) -> Result<Vec<OneTimeTokenEvent>, OneTimeTokenError> {
         match (self, command) {
             (OneTimeToken::New, OneTimeTokenCommand::Create(token)) => {
                 Ok(vec![OneTimeTokenEvent::Created(token)])
@@ -288,10 +304,18 @@ impl Aggregate for OneTimeToken {
                     device_binding: token.device_binding.clone(),
                 }));
             }
-            (OneTimeToken::Live(live), OneTimeTokenEvent::Consumed {}) => live.status = Status::Consumed,
-            (OneTimeToken::Live(live), OneTimeTokenEvent::Expired {}) => live.status = Status::Expired,
-            (OneTimeToken::Live(live), OneTimeTokenEvent::Revoked {}) => live.status = Status::Revoked,
-            (OneTimeToken::Live(_), OneTimeTokenEvent::Deleted { .. }) => *self = OneTimeToken::Deleted,
+            (OneTimeToken::Live(live), OneTimeTokenEvent::Consumed {}) => {
+                live.status = Status::Consumed
+            }
+            (OneTimeToken::Live(live), OneTimeTokenEvent::Expired {}) => {
+                live.status = Status::Expired
+            }
+            (OneTimeToken::Live(live), OneTimeTokenEvent::Revoked {}) => {
+                live.status = Status::Revoked
+            }
+            (OneTimeToken::Live(_), OneTimeTokenEvent::Deleted { .. }) => {
+                *self = OneTimeToken::Deleted
+            }
             (OneTimeToken::Live(_), OneTimeTokenEvent::Created(_))
             | (OneTimeToken::New | OneTimeToken::Deleted, _) => {}
         }
@@ -300,13 +324,15 @@ impl Aggregate for OneTimeToken {
     fn data_subject(&self, _stream_id: &str, events: &[OneTimeTokenEvent]) -> Option<String> {
         match self {
             OneTimeToken::Live(live) => Some(live.subject.clone()),
-            OneTimeToken::New | OneTimeToken::Deleted => events.iter().find_map(|event| match event {
-                OneTimeTokenEvent::Created(token) => Some(token.subject.clone()),
-                OneTimeTokenEvent::Consumed {}
-                | OneTimeTokenEvent::Expired {}
-                | OneTimeTokenEvent::Revoked {}
-                | OneTimeTokenEvent::Deleted { .. } => None,
-            }),
+            OneTimeToken::New | OneTimeToken::Deleted => {
+                events.iter().find_map(|event| match event {
+                    OneTimeTokenEvent::Created(token) => Some(token.subject.clone()),
+                    OneTimeTokenEvent::Consumed {}
+                    | OneTimeTokenEvent::Expired {}
+                    | OneTimeTokenEvent::Revoked {}
+                    | OneTimeTokenEvent::Deleted { .. } => None,
+                })
+            }
         }
     }
 }
@@ -320,7 +346,10 @@ mod tests {
         created_with(serde_json::json!({}), None)
     }
 
-    fn created_with(context: serde_json::Value, device_binding: Option<Device>) -> OneTimeTokenEvent {
+    fn created_with(
+        context: serde_json::Value,
+        device_binding: Option<Device>,
+    ) -> OneTimeTokenEvent {
         OneTimeTokenEvent::Created(NewToken {
             id: "t1".into(),
             email: "ada@example.com".into(),
@@ -411,13 +440,17 @@ mod tests {
 
     #[test]
     fn redeeming_checks_the_context_event_after_the_status_and_leaves_the_token_active() {
-        let for_registration = created_with(serde_json::json!({"interactionEvent": "Register"}), None);
+        let for_registration =
+            created_with(serde_json::json!({"interactionEvent": "Register"}), None);
         Given::<OneTimeToken>::with(())
             .given(vec![for_registration.clone()])
             .when(redeem(InteractionEvent::SignIn, 10, Device::default()))
             .then_expect_error(OneTimeTokenError::InteractionEventMismatch);
         Given::<OneTimeToken>::with(())
-            .given(vec![for_registration.clone(), OneTimeTokenEvent::Revoked {}])
+            .given(vec![
+                for_registration.clone(),
+                OneTimeTokenEvent::Revoked {},
+            ])
             .when(redeem(InteractionEvent::SignIn, 10, Device::default()))
             .then_expect_error(OneTimeTokenError::Revoked);
         Given::<OneTimeToken>::with(())
@@ -445,16 +478,29 @@ mod tests {
         );
         Given::<OneTimeToken>::with(())
             .given(vec![bound.clone()])
-            .when(redeem(InteractionEvent::SignIn, 10, device("198.51.100.1", "Firefox")))
+            .when(redeem(
+                InteractionEvent::SignIn,
+                10,
+                device("198.51.100.1", "Firefox"),
+            ))
             .then_expect_error(OneTimeTokenError::DeviceMismatch);
         Given::<OneTimeToken>::with(())
             .given(vec![bound])
-            .when(redeem(InteractionEvent::SignIn, 10, device("203.0.113.7", "Firefox")))
+            .when(redeem(
+                InteractionEvent::SignIn,
+                10,
+                device("203.0.113.7", "Firefox"),
+            ))
             .then_expect_events(vec![OneTimeTokenEvent::Consumed {}]);
-        let fully_bound = created_with(serde_json::json!({}), Some(device("203.0.113.7", "Safari")));
+        let fully_bound =
+            created_with(serde_json::json!({}), Some(device("203.0.113.7", "Safari")));
         Given::<OneTimeToken>::with(())
             .given(vec![fully_bound])
-            .when(redeem(InteractionEvent::SignIn, 10, device("203.0.113.7", "Firefox")))
+            .when(redeem(
+                InteractionEvent::SignIn,
+                10,
+                device("203.0.113.7", "Firefox"),
+            ))
             .then_expect_error(OneTimeTokenError::DeviceMismatch);
     }
 

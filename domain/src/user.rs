@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::aggregate::{Aggregate, Event};
+use crate::mfa::{MfaError, MfaVerifications, NewMfaVerification};
 use crate::patch::Patch;
 
 /// How a stored password digest is checked; the names are Logto's `passwordAlgorithm` values.
@@ -102,6 +103,13 @@ pub enum UserCommand {
     Create(NewUser),
     Update(UserPatch),
     MergeCustomData(Map<String, Value>),
+    /// The user merging into their own custom data (the Account API). `writable` holds the keys
+    /// the tenant's custom data policy lets users write, as read at the edge: a change naming
+    /// any other key is refused and recorded, never merged.
+    MergeOwnCustomData {
+        custom_data: Map<String, Value>,
+        writable: BTreeSet<String>,
+    },
     MergeProfile(Map<String, Value>),
     SetPassword(Password),
     /// A successful sign-in re-encodes an imported digest as argon2id.
@@ -133,6 +141,20 @@ pub enum UserCommand {
     DeletePersonalAccessToken {
         name: String,
     },
+    AddMfaVerification(NewMfaVerification),
+    DeleteMfaVerification {
+        id: String,
+    },
+    /// A TOTP code of this time step was verified at the edge; it counts once.
+    UseTotp {
+        id: String,
+        step: i64,
+    },
+    /// A backup code with this keyed hash was presented; it counts once.
+    UseBackupCode {
+        id: String,
+        code_hash: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,6 +167,13 @@ pub enum UserEvent {
     #[serde(rename = "user.custom_data_merged")]
     #[serde(rename_all = "camelCase")]
     CustomDataMerged { custom_data: Map<String, Value> },
+    /// A user tried to write custom data keys the policy keeps read-only for them (e.g. their
+    /// own `role`). `attempted` is the whole change, sealed with the person's data.
+    #[serde(rename = "user.custom_data_change_refused")]
+    CustomDataChangeRefused {
+        keys: Vec<String>,
+        attempted: Map<String, Value>,
+    },
     #[serde(rename = "user.profile_merged")]
     ProfileMerged { profile: Map<String, Value> },
     #[serde(rename = "user.password_set")]
@@ -181,6 +210,21 @@ pub enum UserEvent {
     #[serde(rename = "user.personal_access_token_deleted")]
     #[serde(rename_all = "camelCase")]
     PersonalAccessTokenDeleted { name: String, vault_ref: String },
+    #[serde(rename = "user.mfa_verification_added")]
+    MfaVerificationAdded(NewMfaVerification),
+    /// `vault_ref` is the TOTP secret's vault entry, retired with the factor.
+    #[serde(rename = "user.mfa_verification_deleted")]
+    #[serde(rename_all = "camelCase")]
+    MfaVerificationDeleted {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vault_ref: Option<String>,
+    },
+    #[serde(rename = "user.totp_used")]
+    TotpUsed { id: String, step: i64 },
+    #[serde(rename = "user.backup_code_used")]
+    #[serde(rename_all = "camelCase")]
+    BackupCodeUsed { id: String, code_hash: String },
 }
 
 impl cqrs_es::DomainEvent for UserEvent {
@@ -189,6 +233,7 @@ impl cqrs_es::DomainEvent for UserEvent {
             UserEvent::Created(_) => "user.created",
             UserEvent::Updated(_) => "user.updated",
             UserEvent::CustomDataMerged { .. } => "user.custom_data_merged",
+            UserEvent::CustomDataChangeRefused { .. } => "user.custom_data_change_refused",
             UserEvent::ProfileMerged { .. } => "user.profile_merged",
             UserEvent::PasswordSet(_) => "user.password_set",
             UserEvent::PasswordRehashed(_) => "user.password_rehashed",
@@ -202,6 +247,10 @@ impl cqrs_es::DomainEvent for UserEvent {
             UserEvent::PersonalAccessTokenAdded(_) => "user.personal_access_token_added",
             UserEvent::PersonalAccessTokenRenamed { .. } => "user.personal_access_token_renamed",
             UserEvent::PersonalAccessTokenDeleted { .. } => "user.personal_access_token_deleted",
+            UserEvent::MfaVerificationAdded(_) => "user.mfa_verification_added",
+            UserEvent::MfaVerificationDeleted { .. } => "user.mfa_verification_deleted",
+            UserEvent::TotpUsed { .. } => "user.totp_used",
+            UserEvent::BackupCodeUsed { .. } => "user.backup_code_used",
         }
         .to_owned()
     }
@@ -211,6 +260,7 @@ impl cqrs_es::DomainEvent for UserEvent {
             UserEvent::Created(_)
             | UserEvent::Updated(_)
             | UserEvent::CustomDataMerged { .. }
+            | UserEvent::CustomDataChangeRefused { .. }
             | UserEvent::ProfileMerged { .. }
             | UserEvent::PasswordSet(_)
             | UserEvent::PasswordRehashed(_)
@@ -223,7 +273,11 @@ impl cqrs_es::DomainEvent for UserEvent {
             | UserEvent::RoleRemoved { .. }
             | UserEvent::PersonalAccessTokenAdded(_)
             | UserEvent::PersonalAccessTokenRenamed { .. }
-            | UserEvent::PersonalAccessTokenDeleted { .. } => "1",
+            | UserEvent::PersonalAccessTokenDeleted { .. }
+            | UserEvent::MfaVerificationAdded(_)
+            | UserEvent::MfaVerificationDeleted { .. }
+            | UserEvent::TotpUsed { .. }
+            | UserEvent::BackupCodeUsed { .. } => "1",
         }
         .to_owned()
     }
@@ -247,6 +301,7 @@ impl Event for UserEvent {
         match self {
             UserEvent::Created(_) | UserEvent::Updated(_) => PROFILE_FIELDS,
             UserEvent::CustomDataMerged { .. } => &["customData"],
+            UserEvent::CustomDataChangeRefused { .. } => &["attempted"],
             UserEvent::ProfileMerged { .. } => &["profile"],
             UserEvent::PasswordSet(_) | UserEvent::PasswordRehashed(_) => &["passwordDigest"],
             UserEvent::IdentityLinked { .. } => &["userId", "details"],
@@ -258,16 +313,24 @@ impl Event for UserEvent {
             | UserEvent::RoleRemoved { .. }
             | UserEvent::PersonalAccessTokenAdded(_)
             | UserEvent::PersonalAccessTokenRenamed { .. }
-            | UserEvent::PersonalAccessTokenDeleted { .. } => &[],
+            | UserEvent::PersonalAccessTokenDeleted { .. }
+            | UserEvent::MfaVerificationAdded(_)
+            | UserEvent::MfaVerificationDeleted { .. }
+            | UserEvent::TotpUsed { .. }
+            | UserEvent::BackupCodeUsed { .. } => &[],
         }
     }
 
     fn retired_vault_refs(&self) -> Vec<String> {
         match self {
             UserEvent::PersonalAccessTokenDeleted { vault_ref, .. } => vec![vault_ref.clone()],
+            UserEvent::MfaVerificationDeleted { vault_ref, .. } => {
+                vault_ref.iter().cloned().collect()
+            }
             UserEvent::Created(_)
             | UserEvent::Updated(_)
             | UserEvent::CustomDataMerged { .. }
+            | UserEvent::CustomDataChangeRefused { .. }
             | UserEvent::ProfileMerged { .. }
             | UserEvent::PasswordSet(_)
             | UserEvent::PasswordRehashed(_)
@@ -279,7 +342,10 @@ impl Event for UserEvent {
             | UserEvent::RolesAssigned { .. }
             | UserEvent::RoleRemoved { .. }
             | UserEvent::PersonalAccessTokenAdded(_)
-            | UserEvent::PersonalAccessTokenRenamed { .. } => Vec::new(),
+            | UserEvent::PersonalAccessTokenRenamed { .. }
+            | UserEvent::MfaVerificationAdded(_)
+            | UserEvent::TotpUsed { .. }
+            | UserEvent::BackupCodeUsed { .. } => Vec::new(),
         }
     }
 }
@@ -300,6 +366,8 @@ pub enum UserError {
     TokenNameExists { name: String },
     #[error("no personal access token named {name:?}")]
     TokenNotFound { name: String },
+    #[error(transparent)]
+    Mfa(#[from] MfaError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -309,6 +377,7 @@ pub struct Live {
     roles: BTreeSet<String>,
     /// Token name → vault entry of its value.
     tokens: BTreeMap<String, String>,
+    mfa: MfaVerifications,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -338,6 +407,27 @@ impl Live {
             UserCommand::MergeCustomData(custom_data) => {
                 vec![UserEvent::CustomDataMerged { custom_data }]
             }
+            UserCommand::MergeOwnCustomData { custom_data, .. } if custom_data.is_empty() => {
+                Vec::new()
+            }
+            UserCommand::MergeOwnCustomData {
+                custom_data,
+                writable,
+            } => {
+                let keys: Vec<String> = custom_data
+                    .keys()
+                    .filter(|key| !writable.contains(*key))
+                    .cloned()
+                    .collect();
+                if keys.is_empty() {
+                    vec![UserEvent::CustomDataMerged { custom_data }]
+                } else {
+                    vec![UserEvent::CustomDataChangeRefused {
+                        keys,
+                        attempted: custom_data,
+                    }]
+                }
+            }
             UserCommand::MergeProfile(profile) => vec![UserEvent::ProfileMerged { profile }],
             UserCommand::SetPassword(password) => vec![UserEvent::PasswordSet(password)],
             UserCommand::RehashPassword(password) => vec![UserEvent::PasswordRehashed(password)],
@@ -354,6 +444,13 @@ impl Live {
                         vault_ref: vault_ref.clone(),
                     })
                     .collect();
+                // So do TOTP secrets.
+                events.extend(self.mfa.vault_refs().into_iter().map(|(id, vault_ref)| {
+                    UserEvent::MfaVerificationDeleted {
+                        id,
+                        vault_ref: Some(vault_ref),
+                    }
+                }));
                 events.push(UserEvent::Deleted {});
                 events
             }
@@ -431,6 +528,22 @@ impl Live {
                 }],
                 None => return Err(UserError::TokenNotFound { name }),
             },
+            UserCommand::AddMfaVerification(new) => {
+                self.mfa.check_add(&new)?;
+                vec![UserEvent::MfaVerificationAdded(new)]
+            }
+            UserCommand::DeleteMfaVerification { id } => {
+                let vault_ref = self.mfa.check_delete(&id)?;
+                vec![UserEvent::MfaVerificationDeleted { id, vault_ref }]
+            }
+            UserCommand::UseTotp { id, step } => {
+                self.mfa.check_totp(&id, step)?;
+                vec![UserEvent::TotpUsed { id, step }]
+            }
+            UserCommand::UseBackupCode { id, code_hash } => {
+                self.mfa.check_backup_code(&id, &code_hash)?;
+                vec![UserEvent::BackupCodeUsed { id, code_hash }]
+            }
         };
         Ok(events)
     }
@@ -461,9 +574,14 @@ impl Live {
             UserEvent::PersonalAccessTokenDeleted { name, .. } => {
                 self.tokens.remove(name);
             }
+            UserEvent::MfaVerificationAdded(new) => self.mfa.added(new),
+            UserEvent::MfaVerificationDeleted { id, .. } => self.mfa.deleted(id),
+            UserEvent::TotpUsed { id, step } => self.mfa.totp_used(id, *step),
+            UserEvent::BackupCodeUsed { id, code_hash } => self.mfa.backup_code_used(id, code_hash),
             UserEvent::Created(_)
             | UserEvent::Updated(_)
             | UserEvent::CustomDataMerged { .. }
+            | UserEvent::CustomDataChangeRefused { .. }
             | UserEvent::ProfileMerged { .. }
             | UserEvent::PasswordSet(_)
             | UserEvent::PasswordRehashed(_)
@@ -595,6 +713,43 @@ mod tests {
     }
 
     #[test]
+    fn a_totp_code_counts_once_and_its_secret_goes_with_the_user() {
+        let totp = NewMfaVerification::Totp {
+            id: "m1".into(),
+            vault_ref: "mfa-v".into(),
+        };
+        let given = vec![created(), UserEvent::MfaVerificationAdded(totp)];
+        Given::<User>::with(())
+            .given(given.clone())
+            .when(UserCommand::UseTotp {
+                id: "m1".into(),
+                step: 7,
+            })
+            .then_expect_events(vec![UserEvent::TotpUsed {
+                id: "m1".into(),
+                step: 7,
+            }]);
+        let mut used = given.clone();
+        used.push(UserEvent::TotpUsed {
+            id: "m1".into(),
+            step: 7,
+        });
+        Given::<User>::with(())
+            .given(used)
+            .when(UserCommand::UseTotp {
+                id: "m1".into(),
+                step: 7,
+            })
+            .then_expect_error(UserError::Mfa(MfaError::TotpCodeReused));
+        let events = Given::<User>::with(())
+            .given(given)
+            .when(UserCommand::Delete)
+            .inspect_result()
+            .unwrap();
+        assert_eq!(events[0].retired_vault_refs(), vec!["mfa-v".to_owned()]);
+    }
+
+    #[test]
     fn a_deleted_user_is_gone() {
         Given::<User>::with(())
             .given(vec![created(), UserEvent::Deleted {}])
@@ -612,5 +767,37 @@ mod tests {
         }
         assert!(!event.personal_fields().contains(&"roleIds"));
         assert_eq!(User::default().data_subject("u1", &[]), Some("u1".into()));
+    }
+
+    #[test]
+    fn users_write_only_the_keys_the_policy_declares_and_refusals_are_recorded() {
+        let writable = BTreeSet::from(["nickname".to_owned()]);
+        let change = |key: &str| Map::from_iter([(key.to_owned(), Value::from("admin"))]);
+        Given::<User>::with(())
+            .given(vec![created()])
+            .when(UserCommand::MergeOwnCustomData {
+                custom_data: change("nickname"),
+                writable: writable.clone(),
+            })
+            .then_expect_events(vec![UserEvent::CustomDataMerged {
+                custom_data: change("nickname"),
+            }]);
+        let mut both = change("role");
+        both.insert("nickname".into(), Value::from("ada"));
+        Given::<User>::with(())
+            .given(vec![created()])
+            .when(UserCommand::MergeOwnCustomData {
+                custom_data: both.clone(),
+                writable,
+            })
+            .then_expect_events(vec![UserEvent::CustomDataChangeRefused {
+                keys: vec!["role".into()],
+                attempted: both,
+            }]);
+        let refused = UserEvent::CustomDataChangeRefused {
+            keys: vec!["role".into()],
+            attempted: change("role"),
+        };
+        assert_eq!(refused.personal_fields(), &["attempted"]);
     }
 }

@@ -264,19 +264,22 @@ pub struct HeldToken {
     pub user: Option<crate::users::UserRow>,
 }
 
-/// The token with one of `hashes` (each hash domain gives a token a different hash, and the
-/// caller may not know which kind it was shown) and its user, in one round trip: userinfo and
-/// introspection need both on every request.
+/// The token whose hash is `first` or `second` (each hash domain gives a token a different
+/// hash, and the caller may not know which kind it was shown; pass one twice for one kind) and
+/// its user, in one round trip: userinfo and introspection need both on every request. Two
+/// primary-key equalities, not `= ANY($1)` with `LIMIT`: the generic plan of that guesses ten
+/// matches and prefers a sequential scan stopping at the first.
 pub async fn held_token(
     db: &impl GenericClient,
-    hashes: &[String],
+    first: &str,
+    second: &str,
 ) -> Result<Option<HeldToken>, ProjectionError> {
     document(
         db,
         "SELECT jsonb_build_object('token', to_jsonb(t), 'user', to_jsonb(u)) \
          FROM oidc_tokens t LEFT JOIN users u ON u.id = t.user_id \
-         WHERE t.hash = ANY($1) LIMIT 1",
-        &[&hashes],
+         WHERE t.hash = $1 OR t.hash = $2",
+        &[&first, &second],
     )
     .await
 }

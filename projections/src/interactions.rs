@@ -31,6 +31,10 @@ pub struct InteractionRow {
     pub expires_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Second factors set up in this interaction: `{enrolments: {<verification id>: {factor,
+    /// userId, vaultRef?, codeHashes?, confirmed, bound}}, skipped?}`.
+    #[serde(default)]
+    pub mfa: Value,
 }
 
 impl InteractionRow {
@@ -64,6 +68,7 @@ fn fold(row: &mut Option<InteractionRow>, event: &RecordedEvent, decoded: Intera
             expires_at: *expires_at,
             created_at: at,
             updated_at: at,
+            mfa: json!({ "enrolments": {} }),
         });
         return;
     }
@@ -99,6 +104,36 @@ fn fold(row: &mut Option<InteractionRow>, event: &RecordedEvent, decoded: Intera
         }
         InteractionEventRecord::Consented { .. } => {}
         InteractionEventRecord::ConsentDenied {} => row.completed = true,
+        InteractionEventRecord::MfaEnrolmentStarted { user_id, factor } => {
+            let mut enrolment = json!({
+                "factor": factor.kind().as_str(), "userId": user_id,
+                "confirmed": false, "bound": false,
+            });
+            match &factor {
+                domain::mfa::NewMfaVerification::Totp { vault_ref, .. } => {
+                    enrolment["vaultRef"] = json!(vault_ref);
+                }
+                domain::mfa::NewMfaVerification::BackupCode { code_hashes, .. } => {
+                    enrolment["codeHashes"] = json!(code_hashes);
+                }
+            }
+            row.mfa["enrolments"][factor.id()] = enrolment;
+        }
+        InteractionEventRecord::MfaEnrolmentConfirmed { verification_id } => {
+            if let Some(enrolment) = row.mfa["enrolments"].get_mut(&verification_id) {
+                enrolment["confirmed"] = json!(true);
+            }
+        }
+        InteractionEventRecord::MfaBound {
+            verification_id, ..
+        } => {
+            if let Some(enrolment) = row.mfa["enrolments"].get_mut(&verification_id) {
+                enrolment["bound"] = json!(true);
+            }
+        }
+        InteractionEventRecord::MfaSkipped {} => row.mfa["skipped"] = json!(true),
+        InteractionEventRecord::IdentifierLocked { .. }
+        | InteractionEventRecord::MessageRateLimited { .. } => {}
     }
 }
 

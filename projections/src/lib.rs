@@ -4,7 +4,9 @@
 
 pub mod applications;
 pub mod connectors;
+pub mod custom_data_policy;
 pub mod grants;
+pub mod hooks;
 pub mod interactions;
 pub mod logs;
 pub mod messages;
@@ -17,6 +19,8 @@ pub mod search;
 pub mod sessions;
 pub mod sign_in_experience;
 pub mod signing_keys;
+pub mod token_sets;
+pub mod transfer;
 pub mod users;
 
 use async_trait::async_trait;
@@ -65,9 +69,12 @@ pub static ALL: &[&dyn Projection] = &[
     &organizations::Organizations,
     &signing_keys::SigningKeys,
     &sign_in_experience::SignInExperiences,
+    &custom_data_policy::CustomDataPolicies,
     &one_time_tokens::OneTimeTokens,
     &connectors::Connectors,
+    &token_sets::TokenSets,
     &messages::Messages,
+    &hooks::Hooks,
     &interactions::Interactions,
     &sessions::Sessions,
     &grants::Grants,

@@ -15,7 +15,12 @@ use serde_json::{Map, Value, json};
 use crate::rows::{Rows, document};
 use crate::{Projection, ProjectionError};
 
+mod account;
+mod hook;
 mod one_time_token;
+mod user_transfer;
+
+pub use hook::{HookStats, hook_stats, recent_hook_logs};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
@@ -119,9 +124,12 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
                 payload.extend(details);
                 (key, payload, Some(event.stream_id.clone()), application_id)
             }
-            Actor::User(_) | Actor::System | Actor::Anonymous => return Ok(None),
+            Actor::User(_) => return account::entry(event),
+            Actor::System | Actor::Anonymous => return Ok(None),
         },
         "one_time_token" => return one_time_token::entry(event),
+        "user_transfer" => return user_transfer::entry(event),
+        "hook_delivery" => return hook::entry(event),
         _ => return Ok(None),
     };
     Ok(Some(LogRow {
@@ -153,6 +161,12 @@ fn user_change(event: UserEvent) -> (&'static str, Map<String, Value>) {
         UserEvent::CustomDataMerged { custom_data } => {
             ("UpdateCustomData", fields(Value::Object(custom_data)))
         }
+        // Only the Account API records refusals (a user's own write); kept apart should an
+        // administrator's ever be.
+        UserEvent::CustomDataChangeRefused { keys, .. } => (
+            "RefuseCustomDataChange",
+            Map::from_iter([("keys".to_owned(), json!(keys))]),
+        ),
         UserEvent::ProfileMerged { profile } => ("UpdateProfile", fields(Value::Object(profile))),
         UserEvent::PasswordSet(_) => ("UpdatePassword", Map::new()),
         UserEvent::PasswordRehashed(_) => ("RehashPassword", Map::new()),
@@ -189,6 +203,21 @@ fn user_change(event: UserEvent) -> (&'static str, Map<String, Value>) {
         UserEvent::PersonalAccessTokenDeleted { name, .. } => (
             "DeletePersonalAccessToken",
             Map::from_iter([("name".to_owned(), json!(name))]),
+        ),
+        UserEvent::MfaVerificationAdded(new) => (
+            "CreateMfaVerification",
+            Map::from_iter([
+                ("verificationId".to_owned(), json!(new.id())),
+                ("type".to_owned(), json!(new.kind().as_str())),
+            ]),
+        ),
+        UserEvent::MfaVerificationDeleted { id, .. } => (
+            "DeleteMfaVerification",
+            Map::from_iter([("verificationId".to_owned(), json!(id))]),
+        ),
+        UserEvent::TotpUsed { id, .. } | UserEvent::BackupCodeUsed { id, .. } => (
+            "UseMfaVerification",
+            Map::from_iter([("verificationId".to_owned(), json!(id))]),
         ),
     }
 }
@@ -325,10 +354,35 @@ impl Journeys {
                 Some(user_id).filter(|id| !id.is_empty()),
                 Map::from_iter([("grantId".to_owned(), json!(grant_id))]),
             ),
+            InteractionEventRecord::MfaEnrolmentStarted { user_id, factor } => (
+                phase(&format!("Verification.{}.Create", factor.kind().as_str())),
+                true,
+                Some(user_id),
+                Map::from_iter([("verificationId".to_owned(), json!(factor.id()))]),
+            ),
+            InteractionEventRecord::MfaEnrolmentConfirmed { verification_id } => (
+                phase("Verification.Totp.Submit"),
+                true,
+                None,
+                Map::from_iter([("verificationId".to_owned(), json!(verification_id))]),
+            ),
+            InteractionEventRecord::MfaBound {
+                verification_id,
+                factor,
+            } => (
+                phase(&format!("BindMfa.{}.Submit", factor.as_str())),
+                true,
+                None,
+                Map::from_iter([("verificationId".to_owned(), json!(verification_id))]),
+            ),
             // Logto keys no log entry to consent; the grant it leads to is logged when used.
+            // Lockouts and refused messages are webhook events, not log entries, in Logto.
             InteractionEventRecord::SessionContinued { .. }
             | InteractionEventRecord::Consented { .. }
-            | InteractionEventRecord::ConsentDenied {} => return Ok(None),
+            | InteractionEventRecord::ConsentDenied {}
+            | InteractionEventRecord::MfaSkipped {}
+            | InteractionEventRecord::IdentifierLocked { .. }
+            | InteractionEventRecord::MessageRateLimited { .. } => return Ok(None),
         };
         let mut payload = base(&key, success, event);
         payload.insert("interactionId".into(), json!(event.stream_id));
@@ -575,6 +629,7 @@ const LISTED_PREFIXES: &[&str] = &[
     "Action%",
     "Unknown%",
     "ManagementApi%",
+    "Account%",
 ];
 
 fn filtered(select: &str, filter: &LogFilter) -> crate::Query {

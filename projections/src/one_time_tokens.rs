@@ -81,7 +81,11 @@ impl StreamFold for OneTimeTokens {
             .collect())
     }
 
-    fn fold(state: &mut Option<OneTimeTokenRow>, event: &RecordedEvent, decoded: OneTimeTokenEvent) {
+    fn fold(
+        state: &mut Option<OneTimeTokenRow>,
+        event: &RecordedEvent,
+        decoded: OneTimeTokenEvent,
+    ) {
         fold(state, event, decoded);
     }
 
@@ -119,7 +123,12 @@ pub async fn by_id(
     db: &impl GenericClient,
     id: &str,
 ) -> Result<Option<OneTimeTokenRow>, ProjectionError> {
-    document(db, "SELECT to_jsonb(t) FROM one_time_tokens t WHERE id = $1", &[&id]).await
+    document(
+        db,
+        "SELECT to_jsonb(t) FROM one_time_tokens t WHERE id = $1",
+        &[&id],
+    )
+    .await
 }
 
 pub async fn by_hash(

@@ -3,7 +3,7 @@
 //! statement each way whatever the number of rows, which is what makes replay fast.
 //!
 //! Inside `bulk` (replay), inserts go through `COPY ... FROM STDIN` instead of
-//! `jsonb_populate_recordset`, which PostgreSQL ingests at a fraction of the cost. Both paths
+//! `jsonb_populate_recordset` (PostgreSQL then parses no JSON document per batch). Both paths
 //! must store identical rows (`replay check` compares live rows, written by INSERT, with
 //! refolded ones, written by COPY), so COPY is used only for values whose text form is exactly
 //! what `jsonb_populate_recordset` would give the column's input function; any other row set

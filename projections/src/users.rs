@@ -63,6 +63,22 @@ static USERS: Rows<UserRow> = Rows::new("users", "id");
 static ROLES: Rows<UserRoleRow> = Rows::new("users_roles", "user_id");
 static IDENTITIES: Rows<IdentityRow> = Rows::new("users_identities", "user_id");
 static TOKENS: Rows<TokenRow> = Rows::new("personal_access_tokens", "user_id");
+static MFA: Rows<MfaRow> = Rows::new("user_mfa_verifications", "user_id");
+
+/// One second factor of a user (Logto's `mfaVerifications` item). Never the TOTP secret (it is
+/// in the vault) nor a backup code (keyed hashes only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MfaRow {
+    pub user_id: String,
+    pub id: String,
+    /// `Totp` or `BackupCode`.
+    pub kind: String,
+    pub vault_ref: Option<String>,
+    /// Keyed hashes of the backup codes not used yet.
+    pub unused_code_hashes: Value,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
 
 #[derive(Default)]
 pub struct State {
@@ -70,6 +86,7 @@ pub struct State {
     roles: Vec<UserRoleRow>,
     identities: Vec<IdentityRow>,
     tokens: Vec<TokenRow>,
+    mfa: Vec<MfaRow>,
 }
 
 fn set(field: &mut Option<String>, patch: Patch<String>) {
@@ -129,12 +146,18 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
         *state = State::default();
         return;
     }
+    // A refused change changed nothing, not even `updatedAt`.
+    if let UserEvent::CustomDataChangeRefused { .. } = decoded {
+        return;
+    }
     let Some(row) = &mut state.user else {
         return;
     };
     row.updated_at = at;
     match decoded {
-        UserEvent::Created(_) | UserEvent::Deleted {} => {}
+        UserEvent::Created(_)
+        | UserEvent::Deleted {}
+        | UserEvent::CustomDataChangeRefused { .. } => {}
         UserEvent::Updated(patch) => {
             set(&mut row.username, patch.username);
             set(&mut row.primary_email, patch.primary_email);
@@ -208,6 +231,44 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
         UserEvent::PersonalAccessTokenDeleted { name, .. } => {
             state.tokens.retain(|t| t.name != name)
         }
+        UserEvent::MfaVerificationAdded(new) => {
+            let (kind, vault_ref, codes) = match &new {
+                domain::mfa::NewMfaVerification::Totp { vault_ref, .. } => {
+                    ("Totp", Some(vault_ref.clone()), json!([]))
+                }
+                domain::mfa::NewMfaVerification::BackupCode { code_hashes, .. } => {
+                    ("BackupCode", None, json!(code_hashes))
+                }
+            };
+            state.mfa.push(MfaRow {
+                user_id: id.clone(),
+                id: new.id().to_owned(),
+                kind: kind.to_owned(),
+                vault_ref,
+                unused_code_hashes: codes,
+                created_at: at,
+                last_used_at: None,
+            });
+        }
+        UserEvent::MfaVerificationDeleted { id: factor, .. } => {
+            state.mfa.retain(|m| m.id != factor)
+        }
+        UserEvent::TotpUsed { id: factor, .. } => {
+            for row in state.mfa.iter_mut().filter(|m| m.id == factor) {
+                row.last_used_at = Some(at);
+            }
+        }
+        UserEvent::BackupCodeUsed {
+            id: factor,
+            code_hash,
+        } => {
+            for row in state.mfa.iter_mut().filter(|m| m.id == factor) {
+                row.last_used_at = Some(at);
+                if let Value::Array(codes) = &mut row.unused_code_hashes {
+                    codes.retain(|c| c.as_str() != Some(code_hash.as_str()));
+                }
+            }
+        }
     }
 }
 
@@ -251,6 +312,7 @@ impl StreamFold for Users {
         let mut roles = ROLES.load(db, streams).await?;
         let mut identities = IDENTITIES.load(db, streams).await?;
         let mut tokens = TOKENS.load(db, streams).await?;
+        let mut mfa = MFA.load(db, streams).await?;
         Ok(streams
             .iter()
             .map(|id| {
@@ -259,6 +321,7 @@ impl StreamFold for Users {
                     roles: roles.remove(id).unwrap_or_default(),
                     identities: identities.remove(id).unwrap_or_default(),
                     tokens: tokens.remove(id).unwrap_or_default(),
+                    mfa: mfa.remove(id).unwrap_or_default(),
                 };
                 (id.clone(), state)
             })
@@ -284,18 +347,20 @@ impl StreamFold for Users {
         streams: &[String],
         states: HashMap<String, State>,
     ) -> Result<(), ProjectionError> {
-        let (mut users, mut roles, mut identities, mut tokens) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut users, mut roles, mut identities, mut tokens, mut mfa) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for state in states.into_values() {
             users.extend(state.user);
             roles.extend(state.roles);
             identities.extend(state.identities);
             tokens.extend(state.tokens);
+            mfa.extend(state.mfa);
         }
         USERS.store(db, streams, &users).await?;
         ROLES.store(db, streams, &roles).await?;
         IDENTITIES.store(db, streams, &identities).await?;
-        TOKENS.store(db, streams, &tokens).await
+        TOKENS.store(db, streams, &tokens).await?;
+        MFA.store(db, streams, &mfa).await
     }
 }
 
@@ -311,6 +376,7 @@ impl Projection for Users {
             "users_roles",
             "users_identities",
             "personal_access_tokens",
+            "user_mfa_verifications",
         ]
     }
 
@@ -495,6 +561,20 @@ pub async fn tokens(
     documents(
         db,
         "SELECT to_jsonb(t) FROM personal_access_tokens t WHERE user_id = $1 ORDER BY created_at, name",
+        &[&user_id],
+    )
+    .await
+}
+
+/// A user's second factors, oldest first.
+pub async fn mfa_verifications(
+    db: &impl GenericClient,
+    user_id: &str,
+) -> Result<Vec<MfaRow>, ProjectionError> {
+    documents(
+        db,
+        "SELECT to_jsonb(m) FROM user_mfa_verifications m WHERE user_id = $1 \
+         ORDER BY created_at, id",
         &[&user_id],
     )
     .await

@@ -75,7 +75,9 @@ pub fn bars(label: &str, series: &[Series], rows: &[(Date, Vec<u64>)]) -> String
     );
     let base = TOP + HEIGHT;
     // A middle line only where it falls on a whole number.
-    let middle = top.is_multiple_of(2).then_some((top / 2, base - HEIGHT / 2.0));
+    let middle = top
+        .is_multiple_of(2)
+        .then_some((top / 2, base - HEIGHT / 2.0));
     for (value, y) in [Some((0, base)), middle, Some((top, TOP))]
         .into_iter()
         .flatten()

@@ -11,6 +11,7 @@ mod rebuild;
 mod report;
 mod scan;
 mod stats;
+mod transfer;
 mod user;
 
 use std::process::ExitCode;
@@ -49,6 +50,13 @@ enum Command {
     /// Fold every event up to a moment into tables created like the live ones in a separate
     /// schema, for analysts.
     RebuildAsOf(as_of::Args),
+    /// Write every user as JSON Lines (password digests, identities, roles and organization
+    /// memberships by name) for `import-users` on another instance. The file holds credentials.
+    ExportUsers(transfer::ExportArgs),
+    /// Import users written by `export-users`: ids kept, everything decided before anything is
+    /// appended, missing roles or organizations refuse the whole import, users already here are
+    /// skipped.
+    ImportUsers(transfer::ImportArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +75,8 @@ pub enum ReplayError {
     NotFound(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Transfer(#[from] idledger::transfer::TransferError),
 }
 
 impl From<tokio_postgres::Error> for ReplayError {
@@ -116,5 +126,7 @@ async fn run(cli: Cli) -> Result<(), ReplayError> {
         Command::User(args) => user::run(&environment, &args).await,
         Command::Report(args) => report::run(&environment, &args).await,
         Command::RebuildAsOf(args) => as_of::run(&environment, &args).await,
+        Command::ExportUsers(args) => transfer::export(&environment, &args).await,
+        Command::ImportUsers(args) => transfer::import(&environment, &args).await,
     }
 }

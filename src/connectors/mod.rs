@@ -6,8 +6,11 @@
 //! out before it is recorded, the handler seals them in the vault, and `reassemble` puts them
 //! back for the API (which returns configurations whole, as Logto does) and for sending.
 
+pub mod oidc;
 pub mod smtp;
+pub mod social;
 pub mod template;
+pub mod token_vault;
 
 use async_trait::async_trait;
 use domain::connector::{ConnectorType, RecordedConfig};
@@ -19,7 +22,7 @@ use crate::crypto::{CryptoError, ids};
 use crate::store::{EventStore, StoreError};
 
 /// Every factory this server offers.
-pub static FACTORIES: &[&dyn Factory] = &[&smtp::Smtp];
+pub static FACTORIES: &[&dyn Factory] = &[&smtp::Smtp, &oidc::Oidc];
 
 pub fn factory(id: &str) -> Option<&'static dyn Factory> {
     FACTORIES.iter().copied().find(|factory| factory.id() == id)
@@ -64,6 +67,11 @@ pub trait Factory: Sync {
 
     /// The factory's email sending, if it sends email.
     fn email(&self) -> Option<&dyn EmailFactory> {
+        None
+    }
+
+    /// The factory's social sign-in, if it signs people in.
+    fn social(&self) -> Option<&dyn social::SocialFactory> {
         None
     }
 }

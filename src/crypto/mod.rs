@@ -2,9 +2,10 @@
 //! derived keys, per-person data keys, the vault, keyed lookup hashes.
 
 pub mod ids;
+mod keyring;
 pub mod password;
 pub mod password_policy;
-mod keyring;
 pub mod signing;
+pub mod totp;
 
 pub use keyring::{CryptoError, DataKey, Keyring};

@@ -29,13 +29,19 @@ fn operation(method: &str, path: &str, op: &Value) -> String {
         }
     }
     if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-        html.push_str("<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>");
+        html.push_str(
+            "<table><tr><th>parameter</th><th>in</th><th>required</th><th>description</th></tr>",
+        );
         for param in params {
             html.push_str(&format!(
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(param["name"].as_str().unwrap_or_default()),
                 escape(param["in"].as_str().unwrap_or_default()),
-                if param["required"].as_bool().unwrap_or(false) { "yes" } else { "no" },
+                if param["required"].as_bool().unwrap_or(false) {
+                    "yes"
+                } else {
+                    "no"
+                },
                 escape(param["description"].as_str().unwrap_or_default()),
             ));
         }

@@ -369,6 +369,23 @@ impl From<Rejection> for ApiError {
                 ApiError::internal()
             }
             Rejection::VerificationCode(error) => verification_code(error),
+            Rejection::CustomDataPolicy(error) => ApiError::invalid_input(
+                "body",
+                format!("Error in key path \"userWritable\": {error}"),
+            ),
+            Rejection::UserTransfer(error) => {
+                // Transfer records are named with fresh ids: a clash is the server's fault.
+                tracing::error!(%error, "user transfer rejected a command");
+                ApiError::internal()
+            }
+            Rejection::Hook(error) => hook(error),
+            Rejection::HookDelivery(error) => {
+                // Deliveries are only recorded by the webhook follower, never on a request.
+                tracing::error!(%error, "hook delivery rejected a command");
+                ApiError::internal()
+            }
+            Rejection::TokenSet(error) => token_set(error),
+            Rejection::SocialAuthorization(error) => social_authorization(error),
         }
     }
 }
@@ -486,6 +503,7 @@ fn user(error: UserError) -> ApiError {
             "user.personal_access_token_name_exists",
             "Personal access token name already exists.",
         ),
+        UserError::Mfa(error) => mfa(error),
     }
 }
 
@@ -644,8 +662,63 @@ fn interaction(error: InteractionError) -> ApiError {
             "session.mfa.require_mfa_verification",
         ),
         InteractionError::ConsentRequired => (StatusCode::FORBIDDEN, "oidc.consent_required"),
+        InteractionError::MfaEnrolmentUnconfirmed => {
+            (StatusCode::BAD_REQUEST, "session.verification_failed")
+        }
     };
     ApiError::new(status, code, message)
+}
+
+/// Logto's codes for second factors: the Management API's 422s, the sign-in's 400s.
+fn mfa(error: domain::mfa::MfaError) -> ApiError {
+    use domain::mfa::MfaError;
+    let (status, code, message) = match error {
+        MfaError::TotpAlreadyInUse => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user.totp_already_in_use",
+            "TOTP is already in use.",
+        ),
+        MfaError::BackupCodeAlreadyInUse => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user.backup_code_already_in_use",
+            "Backup code is already in use.",
+        ),
+        MfaError::BackupCodeCannotBeAlone => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "session.mfa.backup_code_can_not_be_alone",
+            "Backup code can not be the only MFA.",
+        ),
+        MfaError::NotFound(_) => return ApiError::not_found(),
+        MfaError::TotpCodeReused => (
+            StatusCode::BAD_REQUEST,
+            "session.mfa.invalid_totp_code",
+            "Invalid TOTP code.",
+        ),
+        MfaError::BackupCodeInvalid => (
+            StatusCode::BAD_REQUEST,
+            "session.mfa.invalid_backup_code",
+            "Invalid backup code.",
+        ),
+    };
+    ApiError::new(status, code, message)
+}
+
+fn hook(error: domain::hook::HookError) -> ApiError {
+    use domain::hook::HookError;
+    let message = error.to_string();
+    match error {
+        HookError::NotFound => ApiError::not_exists_with_id("hook", ""),
+        HookError::AlreadyExists => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.unique_integrity_violation",
+            message,
+        ),
+        HookError::EmptyUpdate => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "entity.invalid_input",
+            message,
+        ),
+    }
 }
 
 /// Logto's one-time-token codes (all 400 but the missing token).
@@ -675,6 +748,58 @@ fn connector(error: ConnectorError) -> ApiError {
             "entity.unique_integrity_violation",
             message,
         ),
+    }
+}
+
+/// A stored token set changed while a refresh was under way, or is gone: the caller may ask
+/// again and read the current state.
+fn token_set(error: domain::token_set::TokenSetError) -> ApiError {
+    use domain::token_set::TokenSetError;
+    match error {
+        TokenSetError::NotStored => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "user.token_secret_not_found",
+            "The token set does not exist.",
+        ),
+        TokenSetError::Replaced => ApiError::new(
+            StatusCode::CONFLICT,
+            "request.concurrent_modification",
+            error.to_string(),
+        ),
+    }
+}
+
+/// A social verification that does not exist, was used already, or is not verified yet:
+/// Logto's `session.verification_session_not_found` / `session.verification_failed`.
+fn social_authorization(error: domain::social_authorization::SocialAuthorizationError) -> ApiError {
+    use domain::social_authorization::SocialAuthorizationError as E;
+    let message = error.to_string();
+    match error {
+        E::NotFound => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "session.verification_session_not_found",
+            message,
+        ),
+        E::AlreadyStarted | E::AlreadyUsed | E::NotVerified => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "session.verification_failed",
+            message,
+        ),
+    }
+}
+
+/// A social connector's failure (logto-compat §6): configuration problems 400, the
+/// provider's refusals and failed ID token checks 401, an unreachable provider 400
+/// `connector.general`. `data.reason` names the failed check.
+impl From<crate::connectors::social::SocialError> for ApiError {
+    fn from(error: crate::connectors::social::SocialError) -> ApiError {
+        use crate::connectors::social::SocialErrorKind;
+        let status = match error.kind {
+            SocialErrorKind::Config | SocialErrorKind::Provider => StatusCode::BAD_REQUEST,
+            SocialErrorKind::Authentication => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, error.code, error.message)
+            .with_data(serde_json::json!({ "reason": error.reason }))
     }
 }
 

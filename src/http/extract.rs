@@ -58,7 +58,10 @@ fn unstorable(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
         Value::String(s) if s.contains('\0') => {
             Some("Strings must not contain the NUL character (U+0000).")
         }
-        Value::Number(n) if n.as_f64().is_none_or(|f| !f.is_finite() || f.abs() > MAX_JSON_NUMBER) => {
+        Value::Number(n)
+            if n.as_f64()
+                .is_none_or(|f| !f.is_finite() || f.abs() > MAX_JSON_NUMBER) =>
+        {
             Some("Numbers must be finite and below 1e300 in magnitude.")
         }
         Value::Array(items) => items.iter().find_map(|v| unstorable(v, depth + 1)),
@@ -123,7 +126,12 @@ mod tests {
         }
         assert_eq!(parse_json::<Body>(br#"{"name": "ok"}"#).unwrap().name, "ok");
         let error = parse_json::<Body>(br#"{"name": 5}"#).unwrap_err();
-        assert!(error.details.unwrap().starts_with("Error in key path \"name\""));
+        assert!(
+            error
+                .details
+                .unwrap()
+                .starts_with("Error in key path \"name\"")
+        );
     }
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP surface: Logto's Management API under `/api`, OpenID Connect under `/oidc`, and
 //! `/metrics`. Only this module knows Logto's JSON.
 
+pub mod account;
+mod account_identities;
 pub mod auth;
 pub mod codes;
 mod docs;
@@ -48,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/docs", get(move || async move { page.clone() }))
         .merge(management)
         .merge(experience::router())
+        .merge(account::router())
+        .merge(account_identities::router())
         .merge(oidc::router())
         .merge(pages::routes())
         .route("/metrics", get(metrics))

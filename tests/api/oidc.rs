@@ -74,10 +74,18 @@ async fn discovery_advertises_what_is_implemented() {
     ] {
         assert_eq!(doc[key], format!("{issuer}{path}"), "{key}");
     }
-    assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["ES384"]));
+    assert_eq!(
+        doc["id_token_signing_alg_values_supported"],
+        json!(["ES384"])
+    );
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
-    assert!(doc["scopes_supported"].as_array().unwrap().contains(&json!("offline_access")));
+    assert!(
+        doc["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("offline_access"))
+    );
     let rfc8414 = server
         .http
         .get(server.url("/oidc/.well-known/oauth-authorization-server"))
@@ -102,31 +110,82 @@ async fn the_authorization_endpoint_validates_before_anything_else() {
         let url = server.url(&format!("/oidc/auth?{query}"));
         async move { Reply::from(browser.get(url).send().await.unwrap()).await }
     };
-    let encoded = |value: &str| form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
+    let encoded =
+        |value: &str| form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
     let redirect = encoded(REDIRECT);
 
     // Not redirectable: shown as a page.
-    let unknown = get(format!("client_id=nobody&redirect_uri={redirect}&response_type=code&scope=openid")).await;
+    let unknown = get(format!(
+        "client_id=nobody&redirect_uri={redirect}&response_type=code&scope=openid"
+    ))
+    .await;
     assert_eq!(unknown.status.as_u16(), 400);
-    assert!(unknown.header("content-type").unwrap().starts_with("text/html"));
-    assert!(unknown.body.as_str().unwrap().contains("oidc.invalid_client"));
+    assert!(
+        unknown
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        unknown
+            .body
+            .as_str()
+            .unwrap()
+            .contains("oidc.invalid_client")
+    );
     let foreign = get(format!(
         "client_id={web}&redirect_uri={}&response_type=code&scope=openid",
         encoded("https://evil.example/cb")
     ))
     .await;
     assert_eq!(foreign.status.as_u16(), 400);
-    assert!(foreign.body.as_str().unwrap().contains("oidc.invalid_redirect_uri"));
+    assert!(
+        foreign
+            .body
+            .as_str()
+            .unwrap()
+            .contains("oidc.invalid_redirect_uri")
+    );
     assert!(foreign.header("location").is_none(), "no open redirect");
 
     // Redirectable errors go back to the client with state and iss.
     for (query, error) in [
-        (format!("client_id={web}&redirect_uri={redirect}&response_type=token&scope=openid&state=s1"), "unsupported_response_type"),
-        (format!("client_id={web}&redirect_uri={redirect}&response_type=code&scope=profile&state=s1"), "invalid_scope"),
-        (format!("client_id={spa}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1"), "invalid_request"),
-        (format!("client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1&prompt=none"), "login_required"),
-        (format!("client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1&resource=https%3A%2F%2Fnowhere"), "invalid_target"),
-        (format!("client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1&code_challenge=abc&code_challenge_method=plain"), "invalid_request"),
+        (
+            format!(
+                "client_id={web}&redirect_uri={redirect}&response_type=token&scope=openid&state=s1"
+            ),
+            "unsupported_response_type",
+        ),
+        (
+            format!(
+                "client_id={web}&redirect_uri={redirect}&response_type=code&scope=profile&state=s1"
+            ),
+            "invalid_scope",
+        ),
+        (
+            format!(
+                "client_id={spa}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1"
+            ),
+            "invalid_request",
+        ),
+        (
+            format!(
+                "client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1&prompt=none"
+            ),
+            "login_required",
+        ),
+        (
+            format!(
+                "client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1&resource=https%3A%2F%2Fnowhere"
+            ),
+            "invalid_target",
+        ),
+        (
+            format!(
+                "client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1&code_challenge=abc&code_challenge_method=plain"
+            ),
+            "invalid_request",
+        ),
     ] {
         let reply = get(query.clone()).await;
         assert_eq!(reply.status.as_u16(), 303, "{query}: {}", reply.body);
@@ -138,7 +197,10 @@ async fn the_authorization_endpoint_validates_before_anything_else() {
         assert_eq!(params["iss"], server.issuer());
     }
     // Machine-to-machine apps cannot sign users in.
-    let robot = get(format!("client_id={m2m}&redirect_uri={redirect}&response_type=code&scope=openid")).await;
+    let robot = get(format!(
+        "client_id={m2m}&redirect_uri={redirect}&response_type=code&scope=openid"
+    ))
+    .await;
     assert_eq!(query_of(&location(&robot))["error"], "unauthorized_client");
 
     // A valid request starts an interaction and sends the browser to the sign-in page.
@@ -160,7 +222,10 @@ async fn the_authorization_endpoint_validates_before_anything_else() {
         .map(|v| v.to_str().unwrap().to_owned())
         .find(|c| c.starts_with("_interaction="))
         .unwrap();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
     let signup = get(format!(
         "client_id={web}&redirect_uri={redirect}&response_type=code&scope=openid&interaction_mode=signUp"
     ))
@@ -191,26 +256,49 @@ async fn token_adjacent_endpoints_refuse_what_they_must() {
     let server = TestServer::start().await;
     let (web, secret) = app(&server, "Traditional").await;
     let secret = secret.unwrap();
-    let form = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+    let form = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>()
+    };
 
     let bad_code = server
         .token_request(
             Some((&web, &secret)),
-            &[("grant_type", "authorization_code"), ("code", "forged"), ("redirect_uri", REDIRECT)],
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", "forged"),
+                ("redirect_uri", REDIRECT),
+            ],
         )
         .await;
     assert_eq!(bad_code.status.as_u16(), 400);
     assert_eq!(bad_code.body["error"], "invalid_grant");
     let no_code = server
-        .token_request(Some((&web, &secret)), &[("grant_type", "authorization_code")])
+        .token_request(
+            Some((&web, &secret)),
+            &[("grant_type", "authorization_code")],
+        )
         .await;
     assert_eq!(no_code.body["error"], "invalid_request");
     let bad_refresh = server
-        .token_request(Some((&web, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", "forged")])
+        .token_request(
+            Some((&web, &secret)),
+            &[("grant_type", "refresh_token"), ("refresh_token", "forged")],
+        )
         .await;
     assert_eq!(bad_refresh.body["error"], "invalid_grant");
 
-    let me = Reply::from(server.http.get(server.url("/oidc/me")).send().await.unwrap()).await;
+    let me = Reply::from(
+        server
+            .http
+            .get(server.url("/oidc/me"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(me.status.as_u16(), 400);
     let forged = Reply::from(
         server
@@ -223,10 +311,18 @@ async fn token_adjacent_endpoints_refuse_what_they_must() {
     )
     .await;
     assert_eq!(forged.status.as_u16(), 401);
-    assert!(forged.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert!(
+        forged
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
 
     let jwt = server.token().await;
-    for (path, verb) in [("/oidc/token/introspection", "introspected"), ("/oidc/token/revocation", "revoked")] {
+    for (path, verb) in [
+        ("/oidc/token/introspection", "introspected"),
+        ("/oidc/token/revocation", "revoked"),
+    ] {
         let reply = Reply::from(
             server
                 .http
@@ -240,7 +336,12 @@ async fn token_adjacent_endpoints_refuse_what_they_must() {
         .await;
         assert_eq!(reply.status.as_u16(), 400, "{path}");
         assert_eq!(reply.body["error"], "unsupported_token_type");
-        assert!(reply.body["error_description"].as_str().unwrap().contains(verb));
+        assert!(
+            reply.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains(verb)
+        );
     }
     let inactive = Reply::from(
         server
@@ -302,8 +403,19 @@ async fn token_adjacent_endpoints_refuse_what_they_must() {
     assert_eq!(confirm.status.as_u16(), 200);
     let page = confirm.body.as_str().unwrap().to_owned();
     assert!(page.contains("/oidc/session/end/confirm"));
-    assert!(confirm.header("content-security-policy").unwrap().contains("script-src 'sha256-"));
-    let xsrf = page.split("name=\"xsrf\" value=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert!(
+        confirm
+            .header("content-security-policy")
+            .unwrap()
+            .contains("script-src 'sha256-")
+    );
+    let xsrf = page
+        .split("name=\"xsrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     let done = Reply::from(
         browser
             .post(server.url("/oidc/session/end/confirm"))
@@ -333,5 +445,9 @@ async fn token_adjacent_endpoints_refuse_what_they_must() {
             .unwrap(),
     )
     .await;
-    assert_eq!(forged_form.status.as_u16(), 400, "no open redirect through logout");
+    assert_eq!(
+        forged_form.status.as_u16(),
+        400,
+        "no open redirect through logout"
+    );
 }

@@ -8,7 +8,11 @@ use serde_json::{Value, json};
 use crate::support::TestServer;
 
 async fn create(server: &TestServer, body: Value) -> Value {
-    server.post("/api/one-time-tokens", body).await.expect(201).clone()
+    server
+        .post("/api/one-time-tokens", body)
+        .await
+        .expect(201)
+        .clone()
 }
 
 #[tokio::test]
@@ -31,14 +35,23 @@ async fn routes_statuses_and_the_error_cases() {
     assert_eq!(life, 600_000, "default lifetime is 600 s");
 
     let fetched = server.get(&format!("/api/one-time-tokens/{id}")).await;
-    assert_eq!(fetched.expect(200)["token"], value.as_str(), "shown again on reads");
+    assert_eq!(
+        fetched.expect(200)["token"],
+        value.as_str(),
+        "shown again on reads"
+    );
     server
         .get("/api/one-time-tokens/nope")
         .await
         .expect_error(404, "entity.not_exists_with_id");
-    let listed = server.get("/api/one-time-tokens?email=invitee@example.com").await;
+    let listed = server
+        .get("/api/one-time-tokens?email=invitee@example.com")
+        .await;
     assert_eq!(listed.expect(200).as_array().unwrap().len(), 1);
-    assert!(listed.header("total-number").is_none(), "pagination is optional");
+    assert!(
+        listed.header("total-number").is_none(),
+        "pagination is optional"
+    );
     let paged = server.get("/api/one-time-tokens?page=1&page_size=10").await;
     assert_eq!(paged.header("total-number"), Some("1"));
 
@@ -62,21 +75,31 @@ async fn routes_statuses_and_the_error_cases() {
     let revocable = create(&server, json!({"email": "other@example.com"})).await;
     let rid = revocable["id"].as_str().unwrap();
     let revoked = server
-        .put(&format!("/api/one-time-tokens/{rid}/status"), json!({"status": "revoked"}))
+        .put(
+            &format!("/api/one-time-tokens/{rid}/status"),
+            json!({"status": "revoked"}),
+        )
         .await;
     assert_eq!(revoked.expect(200)["status"], "revoked");
     verify(revocable["token"].as_str().unwrap(), "other@example.com")
         .await
         .expect_error(400, "one_time_token.token_revoked");
     server
-        .put(&format!("/api/one-time-tokens/{rid}/status"), json!({"status": "active"}))
+        .put(
+            &format!("/api/one-time-tokens/{rid}/status"),
+            json!({"status": "active"}),
+        )
         .await
         .expect_error(400, "one_time_token.cannot_reactivate_token");
     let revoked_list = server.get("/api/one-time-tokens?status=revoked").await;
     assert_eq!(revoked_list.expect(200)[0]["id"], rid);
 
     // Expiry: a token is marked expired when it is touched after its time.
-    let short = create(&server, json!({"email": "late@example.com", "expiresIn": 1})).await;
+    let short = create(
+        &server,
+        json!({"email": "late@example.com", "expiresIn": 1}),
+    )
+    .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let reply = verify(short["token"].as_str().unwrap(), "late@example.com").await;
@@ -98,10 +121,16 @@ async fn routes_statuses_and_the_error_cases() {
         json!({"email": "a@b.c", "context": {"interactionEvent": "Dance"}}),
         json!({}),
     ] {
-        server.post("/api/one-time-tokens", bad).await.expect_error(400, "guard.invalid_input");
+        server
+            .post("/api/one-time-tokens", bad)
+            .await
+            .expect_error(400, "guard.invalid_input");
     }
 
-    server.delete(&format!("/api/one-time-tokens/{id}")).await.expect(204);
+    server
+        .delete(&format!("/api/one-time-tokens/{id}"))
+        .await
+        .expect(204);
     server
         .delete(&format!("/api/one-time-tokens/{id}"))
         .await
@@ -109,7 +138,10 @@ async fn routes_statuses_and_the_error_cases() {
     let vault: i64 = server
         .db()
         .await
-        .query_one("SELECT count(*) FROM vault WHERE ref = $1", &[&format!("one-time-token-{id}")])
+        .query_one(
+            "SELECT count(*) FROM vault WHERE ref = $1",
+            &[&format!("one-time-token-{id}")],
+        )
         .await
         .unwrap()
         .get(0);
@@ -169,9 +201,19 @@ async fn creation_is_rate_limited_per_email() {
         create(&server, json!({"email": "flood@example.com"})).await;
     }
     let limited = server
-        .post("/api/one-time-tokens", json!({"email": "Flood@example.com"}))
+        .post(
+            "/api/one-time-tokens",
+            json!({"email": "Flood@example.com"}),
+        )
         .await;
     assert_eq!(limited.status.as_u16(), 429, "{}", limited.body);
-    assert!(limited.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        limited
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     create(&server, json!({"email": "someone-else@example.com"})).await;
 }

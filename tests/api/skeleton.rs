@@ -101,13 +101,28 @@ async fn the_openapi_document_and_its_offline_page_are_public() {
         .await
         .unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/applications", "/api/users/{id}", "/api/roles", "/api/logs"] {
+    for path in [
+        "/api/applications",
+        "/api/users/{id}",
+        "/api/roles",
+        "/api/logs",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} undocumented");
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
-    let page = server.http.get(server.url("/api/docs")).send().await.unwrap();
+    let page = server
+        .http
+        .get(server.url("/api/docs"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = page.text().await.unwrap();
     assert!(html.contains("GET /api/users/{id}"));
     assert!(!html.contains("cdn"), "no third-party assets");

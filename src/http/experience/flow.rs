@@ -28,9 +28,14 @@ use crate::sentinel;
 use crate::store::Unit;
 
 mod email_code;
+mod mfa;
 mod one_time_token;
+mod social;
+
+pub use mfa::MfaStatus;
 
 pub use email_code::{code_sign_in_enabled, email_sign_up_enabled};
+pub use social::{identity_not_exist, invalid_connector};
 
 /// Verified against when the identifier names nobody (or nobody with a password), so an unknown
 /// account costs the same argon2id work as a wrong password and timing tells them apart no
@@ -294,7 +299,10 @@ impl<'a> Experience<'a> {
         };
         let stored = user.as_ref().and_then(stored_password);
         let checked = check_password(stored, plain).await?;
-        let identifier = Identifier { kind, value: shown };
+        let identifier = Identifier {
+            kind,
+            value: shown.clone(),
+        };
         let (reason, error) = match (&user, checked) {
             (Some(user), Checked::Match { .. }) if user.is_suspended => {
                 ("user.suspended", suspended())
@@ -342,7 +350,14 @@ impl<'a> Experience<'a> {
         )
         .await?;
         match sentinel::record_failure(pool, &key, &self.config.sentinel_policy, now).await {
-            Ok(Some(limited)) => Err(ApiError::verification_blocked(limited)),
+            Ok(Some(limited)) => {
+                let identifier = domain::interaction::LockedIdentifier {
+                    kind: kind_name(kind).to_owned(),
+                    value: shown,
+                };
+                self.record_lockout(identifier, None).await;
+                Err(ApiError::verification_blocked(limited))
+            }
             Ok(None) => Err(error),
             Err(failure) => {
                 tracing::warn!(%failure, "sentinel failure not recorded");
@@ -430,6 +445,11 @@ impl<'a> Experience<'a> {
         &mut self,
         verification_id: Option<&str>,
     ) -> Result<Identification, ApiError> {
+        if let Some(id) = verification_id
+            && let Ok((VerificationKind::Social, proven)) = self.verification(id)
+        {
+            return self.identify_social(id, proven).await;
+        }
         match self.event()? {
             InteractionEvent::Register => {
                 self.register(verification_id).await?;
@@ -580,17 +600,23 @@ impl<'a> Experience<'a> {
         Ok(user)
     }
 
-    /// Whether `user` has a second factor that this interaction has not verified yet. The
-    /// single place the MFA change will compute; until users have second factors, none is.
-    fn mfa_pending(&self, _user: &UserRow) -> bool {
-        false
+    /// What `user` owes of second factors in this interaction (`flow/mfa.rs`): the single MFA
+    /// check point, which every first factor (password, email code, social, one-time token)
+    /// reaches through `submit` or `set_profile`.
+    pub async fn mfa_pending(&self, user: &UserRow) -> Result<MfaStatus, ApiError> {
+        self.mfa_status(user).await
     }
 
-    fn guard_mfa(&self, user: &UserRow) -> Result<(), ApiError> {
-        if self.mfa_pending(user) {
-            return Err(Rejection::from(InteractionError::MfaPending).into());
+    /// Refuses while a second factor the user holds is not verified here.
+    async fn guard_mfa(&self, user: &UserRow) -> Result<(), ApiError> {
+        match self.mfa_pending(user).await? {
+            status @ MfaStatus::Verify(_) => Err(status
+                .error()
+                .unwrap_or_else(|| Rejection::from(InteractionError::MfaPending).into())),
+            MfaStatus::Satisfied | MfaStatus::Enrol { .. } | MfaStatus::BackupCodeRequired => {
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// `POST /api/experience/profile`: fills a missing profile field of the identified user.
@@ -603,7 +629,7 @@ impl<'a> Experience<'a> {
         }
         let user = self.identified_user().await?;
         if event == InteractionEvent::SignIn {
-            self.guard_mfa(&user)?;
+            self.guard_mfa(&user).await?;
         }
         let command = match update {
             ProfileUpdate::Username { value } => {
@@ -661,10 +687,21 @@ impl<'a> Experience<'a> {
             ));
         }
         let user = self.identified_user().await?;
+        // Logto's order: the second factor held, the profile, then what the policy asks to
+        // enrol.
+        self.guard_mfa(&user).await?;
         rules::guard_profile(&self.config, held(&user))?;
-        let mfa_pending = self.mfa_pending(&user);
+        if let Some(owed) = self.mfa_pending(&user).await?.error() {
+            return Err(owed);
+        }
+        // The domain checks again that a user holding a factor verified one here.
+        let mfa_pending = self.holds_second_factor(&user.id).await?;
         let now = self.context.now_ms();
-        let unit = Unit::new().then::<Interaction>(
+        let mut unit = Unit::new();
+        for bound in self.bound_factors(&user.id) {
+            unit = unit.then::<User>(user.id.clone(), bound);
+        }
+        let unit = unit.then::<Interaction>(
             self.interaction.id.clone(),
             InteractionCommand::Submit { mfa_pending, now },
         );
@@ -692,6 +729,15 @@ impl<'a> Experience<'a> {
             "verificationRecords": records,
             "captcha": { "verified": false, "skipped": false },
         })
+    }
+}
+
+/// An identifier kind as Logto names it in `Identifier.Lockout`.
+fn kind_name(kind: IdentifierType) -> &'static str {
+    match kind {
+        IdentifierType::Username => "username",
+        IdentifierType::Email => "email",
+        IdentifierType::Phone => "phone",
     }
 }
 

@@ -3,7 +3,9 @@
 //! endpoint set. The steps themselves live in `flow.rs`, shared with the hosted pages.
 
 pub mod flow;
+mod mfa;
 pub mod rules;
+mod social;
 mod verification_code;
 
 use axum::Router;
@@ -40,6 +42,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/experience/profile", post(profile))
         .route("/api/experience/submit", post(submit))
         .merge(verification_code::router())
+        .merge(social::router())
+        .merge(mfa::router())
 }
 
 /// The interaction the browser's cookie names.

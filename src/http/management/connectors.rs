@@ -412,6 +412,19 @@ async fn update_connector(
         }
         None => None,
     };
+    // Turning token storage off erases every token set stored through this connector's
+    // target, in the same unit of work (the events record that, never the tokens).
+    let disabling = row.enable_token_storage && body.enable_token_storage == Some(false);
+    if disabling && let Some(target) = target_of(&row) {
+        let db = state.store.pool().get().await?;
+        unit = crate::connectors::token_vault::erase_for_target(
+            &db,
+            unit,
+            &target,
+            domain::token_set::ErasureReason::StorageDisabled,
+        )
+        .await?;
+    }
     let unit = unit.then::<Connector>(
         id.clone(),
         ConnectorCommand::Update(ConnectorPatch {
@@ -443,13 +456,24 @@ async fn delete_connector(
 ) -> Result<StatusCode, ApiError> {
     let row = find(&state, &id).await?;
     guard_password_expiration(&state, &row).await?;
+    let mut unit = Unit::new();
+    // Tokens kept through this connector go with it.
+    if row.enable_token_storage
+        && let Some(target) = target_of(&row)
+    {
+        let db = state.store.pool().get().await?;
+        unit = crate::connectors::token_vault::erase_for_target(
+            &db,
+            unit,
+            &target,
+            domain::token_set::ErasureReason::ConnectorDeleted,
+        )
+        .await?;
+    }
+    let unit = unit.then::<Connector>(id.clone(), ConnectorCommand::Delete);
     state
         .store
-        .execute::<Connector>(
-            &id,
-            ConnectorCommand::Delete,
-            &context.metadata(caller.actor),
-        )
+        .run(unit, &context.metadata(caller.actor))
         .await
         .map_err(|error| ApiError::from(error).about("connector", &id))?;
     Ok(StatusCode::NO_CONTENT)

@@ -2,10 +2,13 @@
 //! OpenAPI description. Every route here requires a Management API token, except the public
 //! ones `router` adds after the authentication layer.
 
+mod appid;
 pub mod applications;
 mod configs;
 mod connectors;
+pub mod custom_data_policy;
 pub mod events;
+pub mod hooks;
 pub mod listing;
 mod logs;
 pub mod one_time_tokens;
@@ -115,10 +118,13 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(logs::routes())
         .merge(one_time_tokens::routes())
         .merge(configs::routes())
+        .merge(custom_data_policy::routes())
+        .merge(appid::routes())
         .merge(sign_in_exp::routes())
         .merge(connectors::routes())
         .merge(verification_codes::routes())
         .merge(events::routes())
+        .merge(hooks::routes())
 }
 
 /// The routes, behind authentication, and their OpenAPI document.

@@ -54,7 +54,11 @@ pub struct OneTimeTokenResponse {
     pub expires_at: i64,
 }
 
-async fn respond(state: &AppState, row: OneTimeTokenRow, now: i64) -> Result<OneTimeTokenResponse, ApiError> {
+async fn respond(
+    state: &AppState,
+    row: OneTimeTokenRow,
+    now: i64,
+) -> Result<OneTimeTokenResponse, ApiError> {
     let token = state
         .store
         .open_vault(&row.vault_ref)
@@ -259,7 +263,10 @@ async fn create_token(
         .run(unit, &context.metadata(caller.actor))
         .await?;
     let row = find(&state, &id).await?;
-    Ok((StatusCode::CREATED, axum::Json(respond(&state, row, now).await?)))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(respond(&state, row, now).await?),
+    ))
 }
 
 /// List one-time tokens, newest first.
@@ -379,9 +386,12 @@ pub async fn verify(
 ) -> Result<OneTimeTokenRow, ApiError> {
     let row = {
         let db = state.store.pool().get().await?;
-        one_time_tokens::by_hash(&db, &state.store.keyring().lookup_hash(TOKEN_HASH_KIND, token))
-            .await?
-            .ok_or_else(not_found)?
+        one_time_tokens::by_hash(
+            &db,
+            &state.store.keyring().lookup_hash(TOKEN_HASH_KIND, token),
+        )
+        .await?
+        .ok_or_else(not_found)?
     };
     let now = context.now_ms();
     let metadata = context.metadata(actor);
@@ -510,7 +520,11 @@ async fn delete_token(
 ) -> Result<StatusCode, ApiError> {
     state
         .store
-        .execute::<OneTimeToken>(&id, OneTimeTokenCommand::Delete, &context.metadata(caller.actor))
+        .execute::<OneTimeToken>(
+            &id,
+            OneTimeTokenCommand::Delete,
+            &context.metadata(caller.actor),
+        )
         .await
         .map_err(|e| match e {
             StoreError::Rejected(domain::Rejection::OneTimeToken(OneTimeTokenError::NotFound)) => {

@@ -403,8 +403,7 @@ async fn begin(
     // A magic link is followed even over a session: the one-time-token page verifies its
     // token (joining its organizations) and, if the session is another account's, first asks
     // which account to continue with (`/switch-account`).
-    let magic_link =
-        single("one_time_token")?.is_some() && !prompts.iter().any(|p| p == "none");
+    let magic_link = single("one_time_token")?.is_some() && !prompts.iter().any(|p| p == "none");
     if let Some((session, user)) =
         session.filter(|s| !wants_login && !magic_link && fresh_enough(s))
     {

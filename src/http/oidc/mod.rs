@@ -8,7 +8,7 @@ pub mod error;
 mod logout;
 pub mod params;
 mod token;
-mod tokens;
+pub(crate) mod tokens;
 mod user_tokens;
 
 use axum::Router;

@@ -26,7 +26,7 @@ fn is_jwt(token: &str) -> bool {
     jsonwebtoken::decode_header(token).is_ok()
 }
 
-/// The live row behind an opaque token of one of `kinds`, with its user: not revoked, not
+/// The live row behind an opaque token of one of `kinds` (one or two), with its user: not revoked, not
 /// expired, not consumed, the user still there and allowed in. One query, on the connection
 /// the caller may go on using.
 async fn live_token(
@@ -41,7 +41,10 @@ async fn live_token(
         .iter()
         .map(|(_, hash_kind)| keyring.lookup_hash(hash_kind, token))
         .collect();
-    let Some(held) = projections::grants::held_token(db, &hashes).await? else {
+    let (Some(first), Some(second)) = (hashes.first(), hashes.last()) else {
+        return Ok(None);
+    };
+    let Some(held) = projections::grants::held_token(db, first, second).await? else {
         return Ok(None);
     };
     let row = held.token;
@@ -57,6 +60,17 @@ async fn live_token(
         .user
         .filter(|user| !user.is_suspended)
         .map(|user| (row, user)))
+}
+
+/// The live opaque access token presented by an end user, with its user: what userinfo accepts,
+/// and what the Account API (`/api/my-account`) authenticates by, as Logto's does.
+pub(crate) async fn live_access_token(
+    state: &AppState,
+    db: &impl deadpool_postgres::GenericClient,
+    token: &str,
+    now_ms: i64,
+) -> Result<Option<(TokenRow, UserRow)>, ApiError> {
+    live_token(state, db, token, &[("access", ACCESS_HASH_KIND)], now_ms).await
 }
 
 fn bearer_error(status: StatusCode, error: &str, description: &str) -> Response {

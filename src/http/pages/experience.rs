@@ -25,6 +25,7 @@ use crate::http::extract::RequestContext;
 
 mod email_code;
 mod magic_link;
+mod social;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/error", get(error_page))
         .merge(magic_link::routes())
         .merge(email_code::routes())
+        .merge(social::routes())
 }
 
 /// Keyed-hash domain of the forms' CSRF tokens.
@@ -127,6 +129,9 @@ struct SignInPage<'a> {
     switch_href: Option<String>,
     /// Email-code sign-in and password reset, when the sign-in experience has them.
     links: Vec<email_code::Link>,
+    /// Whether a password sign-in method exists (a social-only page has buttons alone).
+    password: bool,
+    social: &'a [social::Button],
 }
 
 #[derive(Template)]
@@ -141,6 +146,7 @@ struct RegisterPage<'a> {
     csrf: String,
     username: String,
     switch_href: Option<String>,
+    social: &'a [social::Button],
 }
 
 #[derive(Template)]
@@ -173,6 +179,8 @@ struct Visit<'a> {
     /// This page's query (the authorization endpoint's `app_id`, `ui_locales`, ...), kept by the
     /// form's action and the links between pages.
     query: Option<String>,
+    /// "Continue with <name>" buttons of the social connectors the experience lists.
+    social: Vec<social::Button>,
 }
 
 async fn visit<'a>(
@@ -206,12 +214,19 @@ async fn visit<'a>(
             .and_then(|v| v.to_str().ok()),
         &config.language_info,
     );
+    let social = match &experience {
+        Ok(experience) => {
+            social::buttons(state, &config, lang, experience.id(), query.as_deref()).await
+        }
+        Err(_) => Vec::new(),
+    };
     Visit {
         brand: brand(&config),
         experience,
         config,
         lang,
         query,
+        social,
     }
 }
 
@@ -395,6 +410,8 @@ fn sign_in_form(
             identifier,
             switch_href: registration_offered(&visit.config).then(|| visit.href("/register")),
             links: email_code::sign_in_links(visit),
+            password: !kinds.is_empty(),
+            social: &visit.social,
         },
     )
 }
@@ -417,7 +434,7 @@ async fn sign_in_page(
     if let Some(by_code) = email_code::sign_in_by_code(&visit) {
         return by_code;
     }
-    if rules::password_identifiers(&visit.config).is_empty() {
+    if rules::password_identifiers(&visit.config).is_empty() && visit.social.is_empty() {
         return visit.message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "user.sign_in_method_not_enabled",
@@ -519,6 +536,7 @@ fn register_form(
             username,
             switch_href: (visit.config.sign_in_mode != SignInMode::Register)
                 .then(|| visit.href("/sign-in")),
+            social: &visit.social,
         },
     )
 }

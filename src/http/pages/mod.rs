@@ -101,4 +101,3 @@ pub fn form_post(action: &str, fields: &[(&str, &str)]) -> Response {
         ),
     )
 }
-

@@ -377,6 +377,9 @@ fn user_summary(event: &UserEvent, names: &Names) -> String {
         UserEvent::Created(_) => "Created".to_owned(),
         UserEvent::Updated(patch) => updated(patch),
         UserEvent::CustomDataMerged { .. } => "Custom data updated".to_owned(),
+        UserEvent::CustomDataChangeRefused { keys, .. } => {
+            format!("Custom data change refused: {}", keys.join(", "))
+        }
         UserEvent::ProfileMerged { .. } => "Profile updated".to_owned(),
         UserEvent::PasswordSet(_) => "Password set".to_owned(),
         UserEvent::PasswordRehashed(password) => format!(
@@ -403,6 +406,10 @@ fn user_summary(event: &UserEvent, names: &Names) -> String {
         UserEvent::PersonalAccessTokenDeleted { name, .. } => {
             format!("Personal access token \"{name}\" deleted")
         }
+        UserEvent::MfaVerificationAdded(new) => format!("{} factor added", new.kind().as_str()),
+        UserEvent::MfaVerificationDeleted { .. } => "Second factor removed".to_owned(),
+        UserEvent::TotpUsed { .. } => "TOTP code used".to_owned(),
+        UserEvent::BackupCodeUsed { .. } => "Backup code used".to_owned(),
     }
 }
 

@@ -3,22 +3,28 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use domain::user::UserCommand;
+use domain::token_set::ErasureReason;
+use domain::user::{User, UserCommand};
+use projections::users::UserRow;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{UserResponse, execute, find};
 use crate::app::AppState;
+use crate::connectors::social::{self, SocialSession};
+use crate::connectors::token_vault;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::extract::{Json, RequestContext};
+use crate::http::extract::{Json, QueryPairs, RequestContext};
+use crate::store::Unit;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_identity, put_identity, delete_identity))
+        .routes(routes!(link_identity))
         .routes(routes!(all_identities))
         .routes(routes!(get_sso_identity))
 }
@@ -32,9 +38,15 @@ fn not_linked() -> ApiError {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct IdentityResponse {
     #[schema(value_type = Object)]
     pub identity: Value,
+    /// Only with `includeTokenSecret`, when the connector stores tokens: the stored token
+    /// set without its tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub token_secret: Option<Value>,
 }
 
 /// One upstream identity of the user.
@@ -46,6 +58,7 @@ pub struct IdentityResponse {
     security(("bearer" = [])))]
 async fn get_identity(
     State(state): State<AppState>,
+    query: QueryPairs,
     Path((id, target)): Path<(String, String)>,
 ) -> Result<axum::Json<IdentityResponse>, ApiError> {
     let user = find(&state, &id).await?;
@@ -54,7 +67,18 @@ async fn get_identity(
         .get(&target)
         .cloned()
         .ok_or_else(not_linked)?;
-    Ok(axum::Json(IdentityResponse { identity }))
+    let token_secret = if query.truthy("includeTokenSecret") {
+        let db = state.store.pool().get().await?;
+        projections::token_sets::of_user_and_target(&db, &id, &target)
+            .await?
+            .map(|row| token_vault::desensitized(&row))
+    } else {
+        None
+    };
+    Ok(axum::Json(IdentityResponse {
+        identity,
+        token_secret,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,16 +144,134 @@ async fn delete_identity(
     context: RequestContext,
     Path((id, target)): Path<(String, String)>,
 ) -> Result<axum::Json<UserResponse>, ApiError> {
-    find(&state, &id).await?;
-    execute(
-        &state,
-        &caller,
-        &context,
-        &id,
-        UserCommand::UnlinkIdentity { target },
-    )
-    .await?;
+    let user = find(&state, &id).await?;
+    if user.identities.get(&target).is_some() && !can_sign_in_without(&user, &target) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "user.last_sign_in_method_required",
+            "You can't remove the last sign-in method: the user would have no way to sign in.",
+        ));
+    }
+    // The identity's stored tokens go with it.
+    let unit = Unit::new().then::<User>(
+        id.clone(),
+        UserCommand::UnlinkIdentity {
+            target: target.clone(),
+        },
+    );
+    let unit = token_vault::erase(unit, &id, &target, ErasureReason::IdentityUnlinked);
+    state
+        .store
+        .run(unit, &context.metadata(caller.actor))
+        .await?;
     super::respond(&state, &id).await
+}
+
+/// Whether `user` keeps a way to sign in without the identity from `target`: a password,
+/// an email or phone (verification codes), or another social identity.
+fn can_sign_in_without(user: &UserRow, target: &str) -> bool {
+    let other_identity = user
+        .identities
+        .as_object()
+        .is_some_and(|identities| identities.keys().any(|t| t != target));
+    user.password_digest.is_some()
+        || user.primary_email.is_some()
+        || user.primary_phone.is_some()
+        || other_identity
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkBody {
+    /// The social connector's id.
+    pub connector_id: String,
+    /// What the provider returned (`code`, `redirectUri`; `state`, `nonce` and `codeVerifier`
+    /// when the authorization request had them).
+    #[schema(value_type = Object)]
+    pub connector_data: Map<String, Value>,
+}
+
+/// Link an identity by running the social connector on what the provider returned; answers
+/// the whole identities map.
+#[utoipa::path(post, path = "/api/users/{id}/identities", tag = "Users",
+    params(("id" = String, Path, description = "User id.")),
+    request_body = LinkBody,
+    responses((status = 200, body = Object), (status = 401), (status = 404), (status = 422)),
+    security(("bearer" = [])))]
+async fn link_identity(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Path(id): Path<String>,
+    Json(body): Json<LinkBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    find(&state, &id).await?;
+    let connector = social::connector(&state.store, &body.connector_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "session.invalid_connector_id",
+                "Unable to find available connector with the given id.",
+            )
+        })?;
+    let text = |key: &str| {
+        body.connector_data
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // The administrator holds what the browser's trip would have kept: the checks it names
+    // are made, those it does not are not.
+    let session = SocialSession {
+        connector_id: body.connector_id.clone(),
+        state: text("state"),
+        nonce: text("nonce"),
+        redirect_uri: text("redirectUri"),
+        code_verifier: Some(text("codeVerifier")).filter(|v| !v.is_empty()),
+    };
+    let (social_user, tokens) = connector
+        .social
+        .user_info(
+            &connector.config,
+            &session,
+            &body.connector_data,
+            context.now_ms(),
+        )
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, connector_id = %body.connector_id, "identity not linked");
+            ApiError::from(error)
+        })?;
+    let owner = {
+        let db = state.store.pool().get().await?;
+        projections::users::identity_owner(&db, &connector.target, &social_user.id).await?
+    };
+    if owner.is_some_and(|owner| owner != id) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user.identity_already_in_use",
+            "The social identity has been linked to an existing account.",
+        ));
+    }
+    let mut unit = Unit::new().then::<User>(
+        id.clone(),
+        UserCommand::LinkIdentity {
+            target: connector.target.clone(),
+            user_id: social_user.id.clone(),
+            details: Some(social_user.details()),
+        },
+    );
+    if connector.row.enable_token_storage {
+        unit = token_vault::store(unit, &id, &connector.target, &connector.row.id, &tokens)
+            .map_err(|_| ApiError::internal())?;
+    }
+    state
+        .store
+        .run(unit, &context.metadata(caller.actor))
+        .await?;
+    Ok(axum::Json(find(&state, &id).await?.identities))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,10 +3,11 @@
 
 mod history;
 mod identities;
+pub mod mfa;
 mod organizations;
 mod password;
 mod roles;
-mod sessions;
+pub(crate) mod sessions;
 mod tokens;
 
 use axum::extract::{OriginalUri, Path, State};
@@ -39,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(identities::routes())
         .merge(roles::routes())
         .merge(tokens::routes())
+        .merge(mfa::routes())
         .merge(organizations::routes())
         .merge(sessions::routes())
         .merge(history::routes())
@@ -542,6 +544,14 @@ async fn delete_user(
     let unit = {
         let db = state.store.pool().get().await?;
         let unit = Unit::new().then::<User>(&id, UserCommand::Delete);
+        // Stored social tokens go with the user too.
+        let unit = crate::connectors::token_vault::erase_for_user(
+            &db,
+            unit,
+            &id,
+            domain::token_set::ErasureReason::UserDeleted,
+        )
+        .await?;
         sessions::sign_out_everywhere(&db, unit, &id, context.now_ms(), "user deleted").await?
     };
     state

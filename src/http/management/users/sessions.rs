@@ -149,7 +149,9 @@ async fn get_session(
     State(state): State<AppState>,
     Path((id, session_id)): Path<(String, String)>,
 ) -> Result<axum::Json<SessionResponse>, ApiError> {
-    Ok(axum::Json(session_of(&state, &id, &session_id).await?.into()))
+    Ok(axum::Json(
+        session_of(&state, &id, &session_id).await?.into(),
+    ))
 }
 
 /// End a session (signs that browser out) and revoke the grants it gave.

@@ -1,0 +1,552 @@
+//! Second factors (logto-compat §2.2 `mfa-verifications`, §7 `mfa`): enrolment by the
+//! Management API with Logto's refusals, and the sign-in experience refusing submission until a
+//! TOTP code (or a backup code) passes, whatever the first factor was: password, email code or
+//! one-time token. A TOTP code and a backup code each count once, and failed second factors
+//! count toward the sentinel's lockout.
+
+use std::time::Duration;
+
+use base64::Engine;
+use idledger::crypto::totp;
+use reqwest::redirect::Policy;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::connectors::{create_email_connector, templates};
+use crate::smtp_server::{Options, SmtpServer, code_in};
+use crate::support::{Reply, TestServer};
+
+const REDIRECT: &str = "https://app.example.com/callback";
+const PASSWORD: &str = "Correct-Horse-42";
+const USER_AGENT: &str = "mfa-tests/1.0";
+
+struct Browser {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .cookie_store(true)
+                .user_agent(USER_AGENT)
+                .build()
+                .unwrap(),
+            endpoint: server.endpoint.clone(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.endpoint)
+        };
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn authorize(&self, client_id: &str) {
+        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
+        let reply = self
+            .call(
+                Method::GET,
+                &format!(
+                    "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
+                     &scope=openid&state=s"
+                ),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    }
+
+    async fn password(&self, username: &str) -> String {
+        let verified = self
+            .post(
+                "/api/experience/verification/password",
+                json!({"identifier": {"type": "username", "value": username}, "password": PASSWORD}),
+            )
+            .await;
+        verified.expect(200)["verificationId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn identify(&self, verification_id: &str) {
+        self.post(
+            "/api/experience/identification",
+            json!({"verificationId": verification_id}),
+        )
+        .await
+        .expect(204);
+    }
+
+    async fn submit(&self) -> Reply {
+        self.post("/api/experience/submit", json!({})).await
+    }
+
+    async fn totp(&self, code: &str) -> Reply {
+        self.post(
+            "/api/experience/verification/totp/verify",
+            json!({"code": code}),
+        )
+        .await
+    }
+
+    /// Submits, then follows the answer to the application's redirect URI with a code.
+    async fn submit_and_resume(&self) {
+        let submitted = self.submit().await;
+        let resume = submitted.expect(200)["redirectTo"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let answered = self.call(Method::GET, &resume, None).await;
+        assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+        let target = answered.header("location").unwrap_or_default();
+        assert!(target.starts_with(&format!("{REDIRECT}?code=")), "{target}");
+    }
+}
+
+async fn app(server: &TestServer) -> String {
+    let created = server
+        .post(
+            "/api/applications",
+            json!({"name": "Shop", "type": "Traditional",
+                   "oidcClientMetadata": {"redirectUris": [REDIRECT], "postLogoutRedirectUris": []}}),
+        )
+        .await;
+    created.expect(200)["id"].as_str().unwrap().to_owned()
+}
+
+async fn user(server: &TestServer, body: Value) -> String {
+    let created = server.post("/api/users", body).await;
+    created.expect(200)["id"].as_str().unwrap().to_owned()
+}
+
+/// Enrols a TOTP for `user_id`; returns its secret.
+async fn enrol_totp(server: &TestServer, user_id: &str) -> String {
+    let added = server
+        .post(
+            &format!("/api/users/{user_id}/mfa-verifications"),
+            json!({"type": "Totp"}),
+        )
+        .await;
+    added.expect(200)["secret"].as_str().unwrap().to_owned()
+}
+
+/// The code of `secret` for the current time step.
+fn code_now(secret: &str) -> String {
+    let raw = totp::base32_decode(secret).unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    totp::code_at(&raw, totp::step_at(now))
+}
+
+/// A six-digit code that is none of the window's codes.
+fn wrong_code(secret: &str) -> String {
+    let right = code_now(secret);
+    let raw = totp::base32_decode(secret).unwrap();
+    (0..1000)
+        .map(|n| format!("{:06}", (n * 7919) % 1_000_000))
+        .find(|candidate| {
+            *candidate != right
+                && (-2..=2).all(|offset| {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis();
+                    let step = totp::step_at(i64::try_from(now).unwrap()) + offset;
+                    totp::code_at(&raw, step) != *candidate
+                })
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn administrators_enrol_list_and_remove_second_factors_with_logtos_refusals() {
+    let server = TestServer::start().await;
+    let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
+    let path = format!("/api/users/{ada}/mfa-verifications");
+
+    server
+        .post(&path, json!({"type": "BackupCode"}))
+        .await
+        .expect_error(422, "session.mfa.backup_code_can_not_be_alone");
+    server
+        .post(
+            &path,
+            json!({"type": "Totp", "secret": "invalid-totp-secret"}),
+        )
+        .await
+        .expect_error(422, "user.totp_secret_invalid");
+    server
+        .post(&path, json!({"type": "WebAuthn"}))
+        .await
+        .expect_error(400, "guard.invalid_input");
+
+    let added = server.post(&path, json!({"type": "Totp"})).await;
+    let added = added.expect(200).clone();
+    assert_eq!(added["type"], "Totp");
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 32);
+    assert!(totp::valid_secret(&secret));
+    // The QR code is a PNG of the otpauth URI.
+    let qr = added["secretQrCode"].as_str().unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(qr.strip_prefix("data:image/png;base64,").unwrap())
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let decoded = decode_qr(&png);
+    assert!(
+        decoded.starts_with("otpauth://totp/") && decoded.contains(&format!("secret={secret}")),
+        "{decoded}"
+    );
+    assert!(decoded.contains(":ada?"), "{decoded}");
+
+    server
+        .post(&path, json!({"type": "Totp"}))
+        .await
+        .expect_error(422, "user.totp_already_in_use");
+    server
+        .post(&path, json!({"type": "BackupCode", "codes": ["short"]}))
+        .await
+        .expect_error(422, "user.wrong_backup_code_format");
+    let codes = server.post(&path, json!({"type": "BackupCode"})).await;
+    let codes = codes.expect(200)["codes"].as_array().unwrap().clone();
+    assert_eq!(codes.len(), 10);
+    assert!(codes.iter().all(|c| c.as_str().unwrap().len() == 10));
+    server
+        .post(&path, json!({"type": "BackupCode"}))
+        .await
+        .expect_error(422, "user.backup_code_already_in_use");
+
+    let listed = server.get(&path).await;
+    let listed = listed.expect(200).as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["type"], "Totp");
+    assert!(listed[0]["createdAt"].as_str().unwrap().contains('T'));
+    assert!(listed[0].get("remainCodes").is_none());
+    assert_eq!(listed[1]["type"], "BackupCode");
+    assert_eq!(listed[1]["remainCodes"], 10);
+
+    // The events name the factors, never the secret or a code, and carry the caller.
+    let events = server.events().await;
+    let added_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "user.mfa_verification_added")
+        .collect();
+    assert_eq!(added_events.len(), 2);
+    assert_eq!(added_events[0].actor_kind, "app");
+    assert_eq!(
+        added_events[0].user_agent, None,
+        "sealed with the person's data"
+    );
+    assert!(added_events[0].request_id.is_some());
+    let dump =
+        serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    assert!(!dump.contains(&secret));
+    assert!(codes.iter().all(|c| !dump.contains(c.as_str().unwrap())));
+    let db = server.db().await;
+    let sealed: i64 = db
+        .query_one(
+            "SELECT count(*) FROM vault WHERE ref LIKE 'mfa-totp-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sealed, 1);
+
+    server
+        .delete(&format!("{path}/nope"))
+        .await
+        .expect_error(404, "entity.not_found");
+    let totp_id = listed[0]["id"].as_str().unwrap();
+    server
+        .delete(&format!("{path}/{totp_id}"))
+        .await
+        .expect(204);
+    let listed = server.get(&path).await;
+    assert_eq!(listed.expect(200).as_array().unwrap().len(), 1);
+    // The secret went with its factor.
+    let sealed: i64 = db
+        .query_one(
+            "SELECT count(*) FROM vault WHERE ref LIKE 'mfa-totp-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sealed, 0);
+    server
+        .get("/api/users/nobody/mfa-verifications")
+        .await
+        .expect_error(404, "entity.not_found");
+    server.assert_replay_check();
+}
+
+/// The text of the QR code in a PNG (grayscale, as the server draws them).
+fn decode_qr(png: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1);
+    grids[0].decode().unwrap().1
+}
+
+#[tokio::test]
+async fn no_first_factor_signs_in_before_the_totp_passes() {
+    let server = TestServer::start().await;
+    let app = app(&server).await;
+    let mail = SmtpServer::start(Options::default());
+    create_email_connector(&server, mail.config(templates("text/plain"))).await;
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({
+                "signIn": {"methods": [
+                    {"identifier": "username", "password": true, "verificationCode": false, "isPasswordPrimary": true},
+                    {"identifier": "email", "password": true, "verificationCode": true, "isPasswordPrimary": true}
+                ]},
+                "mfa": {"factors": ["Totp", "BackupCode"], "policy": "UserControlled"},
+            }),
+        )
+        .await
+        .expect(200);
+
+    // A password.
+    let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
+    let ada_secret = enrol_totp(&server, &ada).await;
+    let browser = Browser::new(&server);
+    browser.authorize(&app).await;
+    let verification = browser.password("ada").await;
+    browser.identify(&verification).await;
+    let refused = browser.submit().await;
+    refused.expect_error(403, "session.mfa.require_mfa_verification");
+    assert_eq!(refused.body["data"]["availableFactors"], json!(["Totp"]));
+    browser
+        .totp(&wrong_code(&ada_secret))
+        .await
+        .expect_error(400, "session.mfa.invalid_totp_code");
+    browser
+        .submit()
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+    let code = code_now(&ada_secret);
+    browser.totp(&code).await.expect(200);
+    browser.submit_and_resume().await;
+
+    // The same code does not sign in twice.
+    let again = Browser::new(&server);
+    again.authorize(&app).await;
+    let verification = again.password("ada").await;
+    again.identify(&verification).await;
+    again
+        .totp(&code)
+        .await
+        .expect_error(400, "session.mfa.invalid_totp_code");
+    again
+        .submit()
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+
+    // An email code.
+    let grace = user(
+        &server,
+        json!({"username": "grace", "primaryEmail": "grace@example.com", "password": PASSWORD}),
+    )
+    .await;
+    let grace_secret = enrol_totp(&server, &grace).await;
+    let browser = Browser::new(&server);
+    browser.authorize(&app).await;
+    let sent = browser
+        .post(
+            "/api/experience/verification/verification-code",
+            json!({"identifier": {"type": "email", "value": "grace@example.com"}, "interactionEvent": "SignIn"}),
+        )
+        .await;
+    let verification = sent.expect(200)["verificationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let received = mail.wait_for(1, Duration::from_secs(30)).await;
+    browser
+        .post(
+            "/api/experience/verification/verification-code/verify",
+            json!({"identifier": {"type": "email", "value": "grace@example.com"},
+                   "verificationId": verification, "code": code_in(&received[0])}),
+        )
+        .await
+        .expect(200);
+    browser.identify(&verification).await;
+    browser
+        .submit()
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+    browser.totp(&code_now(&grace_secret)).await.expect(200);
+    browser.submit_and_resume().await;
+
+    // A one-time token (a magic link).
+    let lin = user(
+        &server,
+        json!({"username": "lin", "primaryEmail": "lin@example.com"}),
+    )
+    .await;
+    let lin_secret = enrol_totp(&server, &lin).await;
+    let token = server
+        .post("/api/one-time-tokens", json!({"email": "lin@example.com"}))
+        .await;
+    let token = token.expect(201)["token"].as_str().unwrap().to_owned();
+    let browser = Browser::new(&server);
+    browser.authorize(&app).await;
+    let verified = browser
+        .post(
+            "/api/experience/verification/one-time-token/verify",
+            json!({"token": token, "identifier": {"type": "email", "value": "lin@example.com"}}),
+        )
+        .await;
+    let verification = verified.expect(200)["verificationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.identify(&verification).await;
+    browser
+        .submit()
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+    // A profile change waits for the second factor too.
+    browser
+        .post(
+            "/api/experience/profile",
+            json!({"type": "password", "value": "Another-Horse-77"}),
+        )
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+    browser.totp(&code_now(&lin_secret)).await.expect(200);
+    browser.submit_and_resume().await;
+
+    // The sign-ins left Logto's keys in the log.
+    let logs = server
+        .get(&format!(
+            "/api/logs?userId={ada}&logKey=Interaction.SignIn.Verification.Totp.Submit"
+        ))
+        .await;
+    let logs = logs.expect(200).as_array().unwrap().clone();
+    let results: Vec<&str> = logs
+        .iter()
+        .map(|l| l["payload"]["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| **r == "Success").count(), 1);
+    assert_eq!(results.iter().filter(|r| **r == "Error").count(), 2);
+    server.assert_replay_check();
+}
+
+#[tokio::test]
+async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
+    let server = TestServer::start().await;
+    let app = app(&server).await;
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({"sentinelPolicy": {"maxAttempts": 3, "lockoutDuration": 5}}),
+        )
+        .await
+        .expect(200);
+    let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
+    let secret = enrol_totp(&server, &ada).await;
+    let codes = server
+        .post(
+            &format!("/api/users/{ada}/mfa-verifications"),
+            json!({"type": "BackupCode"}),
+        )
+        .await;
+    let code = codes.expect(200)["codes"][3].as_str().unwrap().to_owned();
+
+    let browser = Browser::new(&server);
+    browser.authorize(&app).await;
+    let verification = browser.password("ada").await;
+    browser.identify(&verification).await;
+    let refused = browser.submit().await;
+    refused.expect_error(403, "session.mfa.require_mfa_verification");
+    assert_eq!(
+        refused.body["data"]["availableFactors"],
+        json!(["Totp", "BackupCode"])
+    );
+    browser
+        .post(
+            "/api/experience/verification/backup-code/verify",
+            json!({"code": code.to_uppercase()}),
+        )
+        .await
+        .expect(200);
+    browser.submit_and_resume().await;
+    let listed = server
+        .get(&format!("/api/users/{ada}/mfa-verifications"))
+        .await;
+    let listed = listed.expect(200).as_array().unwrap().clone();
+    assert_eq!(listed[1]["remainCodes"], 9);
+    assert!(listed[1]["lastUsedAt"].is_string());
+
+    let browser = Browser::new(&server);
+    browser.authorize(&app).await;
+    let verification = browser.password("ada").await;
+    browser.identify(&verification).await;
+    browser
+        .post(
+            "/api/experience/verification/backup-code/verify",
+            json!({"code": code}),
+        )
+        .await
+        .expect_error(400, "session.mfa.invalid_backup_code");
+    // That was one failure; two wrong TOTP codes make three, and lock.
+    browser
+        .totp(&wrong_code(&secret))
+        .await
+        .expect_error(400, "session.mfa.invalid_totp_code");
+    browser
+        .totp(&wrong_code(&secret))
+        .await
+        .expect_error(400, "session.verification_blocked_too_many_attempts");
+    // Locked: even the right code is refused, and nothing signs in.
+    browser
+        .totp(&code_now(&secret))
+        .await
+        .expect_error(400, "session.verification_blocked_too_many_attempts");
+    browser
+        .submit()
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+    let locked: Vec<_> = server
+        .recorded_events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "interaction.identifier_locked")
+        .collect();
+    assert_eq!(locked.len(), 1);
+    assert_eq!(
+        locked[0].payload["identifier"],
+        json!({"type": "userId", "value": ada})
+    );
+    server.assert_replay_check();
+}
