@@ -192,7 +192,7 @@ async fn management_token(http: &reqwest::Client, base: &str) -> Result<String, 
 }
 
 async fn set_up(base: &str) -> Result<Setup, BoxError> {
-    let http = reqwest::Client::new();
+    let http = idledger::outbound::client_builder().build().unwrap();
     let token = management_token(&http, base).await?;
     let app: Value = http
         .post(format!("{base}/api/applications"))
@@ -377,7 +377,7 @@ fn keep(tokens: &std::sync::Mutex<Vec<String>>, access: String) {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    idledger::outbound::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(256)
         .build()

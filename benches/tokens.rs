@@ -179,9 +179,12 @@ async fn drive(server: &Server, cluster: &Cluster, dir: &Path) -> Result<(), Box
     // Every 200 of the whole run, warm-ups included, for the durability check.
     let oks = Arc::new(AtomicU64::new(0));
 
-    let probe = token_request(&reqwest::Client::new(), &server.base)
-        .send()
-        .await?;
+    let probe = token_request(
+        &idledger::outbound::client_builder().build().unwrap(),
+        &server.base,
+    )
+    .send()
+    .await?;
     let status = probe.status();
     let body = probe.text().await?;
     if status != reqwest::StatusCode::OK {
@@ -209,7 +212,7 @@ async fn drive(server: &Server, cluster: &Cluster, dir: &Path) -> Result<(), Box
         for _ in 0..clients {
             let (base, oks) = (server.base.clone(), oks.clone());
             tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = idledger::outbound::client_builder().build().unwrap();
                 let mut tally = Tally::default();
                 loop {
                     let started = Instant::now();

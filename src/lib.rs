@@ -10,6 +10,7 @@ pub mod history;
 pub mod http;
 pub mod mail;
 pub mod migrate;
+pub mod outbound;
 pub mod postgres;
 pub mod sentinel;
 pub mod store;

@@ -53,22 +53,11 @@ pub fn signature(signing_key: &str, body: &[u8]) -> String {
         .collect()
 }
 
-/// The one HTTP client: rustls on aws-lc-rs (the project's one crypto provider), Mozilla's
-/// roots, no redirects followed (a hook's URL is where it is), 10 s per request.
+/// The hooks' HTTP client: no redirects followed (a hook's URL is where it is), 10 s per request.
 pub fn client() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(TIMEOUT)
+    crate::outbound::client_builder()
         .redirect(reqwest::redirect::Policy::none())
+        .timeout(TIMEOUT)
         .build()
         .map_err(|e| e.to_string())
 }

@@ -23,7 +23,7 @@ struct Browser {
 impl Browser {
     fn new(server: &TestServer) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
+            http: idledger::outbound::client_builder()
                 .redirect(Policy::none())
                 .cookie_store(true)
                 .user_agent(USER_AGENT)

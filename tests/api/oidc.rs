@@ -12,7 +12,7 @@ pub const LOGOUT: &str = "https://app.example.com/";
 
 /// A browser-like client that shows redirects instead of following them.
 pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
+    idledger::outbound::client_builder()
         .redirect(Policy::none())
         .cookie_store(true)
         .build()
@@ -237,7 +237,7 @@ async fn the_authorization_endpoint_validates_before_anything_else() {
     assert!(events.iter().any(|e| e.event_type == "interaction.started"));
     // Resuming an interaction this browser does not hold is refused.
     let stranger = Reply::from(
-        reqwest::Client::builder()
+        idledger::outbound::client_builder()
             .redirect(Policy::none())
             .build()
             .unwrap()

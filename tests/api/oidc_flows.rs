@@ -47,7 +47,7 @@ impl Browser {
 
     fn on(origin: &str) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
+            http: idledger::outbound::client_builder()
                 .redirect(Policy::none())
                 .cookie_store(true)
                 .user_agent(BROWSER_AGENT)
@@ -280,7 +280,7 @@ impl Client {
         Client {
             id,
             secret,
-            http: reqwest::Client::builder()
+            http: idledger::outbound::client_builder()
                 .user_agent(BACKEND_AGENT)
                 .build()
                 .unwrap(),
@@ -709,7 +709,7 @@ async fn a_traditional_app_signs_in_through_the_experience_api_with_its_secret()
     let impostor = Client {
         id: web.id.clone(),
         secret: Some("not-the-secret".into()),
-        http: reqwest::Client::new(),
+        http: idledger::outbound::client_builder().build().unwrap(),
     };
     let refused = impostor.redeem(&server, &code).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
@@ -1311,7 +1311,7 @@ async fn all_at_once(
         let (gate, form, url) = (gate.clone(), form.clone(), server.url("/oidc/token"));
         let (id, secret) = (client.id.clone(), client.secret.clone());
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = idledger::outbound::client_builder().build().unwrap();
             let mut request = http.post(url).form(&form);
             if let Some(secret) = secret {
                 request = request.basic_auth(id, Some(secret));

@@ -18,7 +18,7 @@ const USER_AGENT: &str = "profiles-tests/1.0";
 /// redeems the code: the opaque access token an application would hold for the user.
 async fn access_token(server: &TestServer, username: &str, password: &str) -> String {
     let (client_id, secret) = app(server, "Traditional").await;
-    let browser = reqwest::Client::builder()
+    let browser = idledger::outbound::client_builder()
         .redirect(Policy::none())
         .cookie_store(true)
         .user_agent(USER_AGENT)

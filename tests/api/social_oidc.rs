@@ -28,7 +28,7 @@ pub struct Browser {
 impl Browser {
     pub fn on(origin: &str) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
+            http: idledger::outbound::client_builder()
                 .redirect(Policy::none())
                 .cookie_store(true)
                 .user_agent(AGENT)

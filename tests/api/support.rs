@@ -177,7 +177,7 @@ impl TestServer {
             endpoint,
             database,
             data_dir,
-            http: reqwest::Client::new(),
+            http: idledger::outbound::client_builder().build().unwrap(),
             child,
             env,
             token: tokio::sync::OnceCell::new(),

@@ -2,7 +2,7 @@
 //! bounded in time and size, and the discovery document cached per issuer.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -22,20 +22,11 @@ fn client() -> Result<&'static reqwest::Client, SocialError> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            reqwest::Client::builder()
-                .use_preconfigured_tls(tls)
+            // The provider's endpoints are where discovery says they are; no redirect is followed.
+            crate::outbound::client_builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(REQUEST_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("idledger/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| e.to_string())

@@ -1,0 +1,22 @@
+//! Outbound HTTP (webhooks, upstream identity providers): reqwest on rustls with aws-lc-rs, the
+//! project's one crypto provider, and Mozilla's roots from webpki-roots.
+//!
+//! reqwest is built without a bundled provider (its default would pull in ring), so the process
+//! must name one before the first client is built; `client_builder` does so once.
+
+use std::sync::Once;
+
+/// Makes aws-lc-rs the process's rustls provider. Idempotent; a provider someone installed
+/// earlier (it can only be aws-lc-rs in this build) is left in place.
+pub fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// A client builder on the process's provider.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
