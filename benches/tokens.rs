@@ -22,124 +22,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::server::{Bench, CLIENT_ID, CLIENT_SECRET, MANAGEMENT_API};
 use common::{BoxError, CpuSnapshot, env_list, env_or, ms, percentile};
-use idledger::app::{DATABASE, connect, ensure_database};
-use idledger::postgres::Cluster;
-
-const CLIENT_ID: &str = "bench-m2m";
-const CLIENT_SECRET: &str = "bench-secret-0123456789abcdefghijklmnop";
-const MANAGEMENT_API: &str = "https://default.logto.app/api";
+use idledger::app::connect;
 
 fn main() -> Result<(), BoxError> {
-    let dir = common::run_dir()?;
-    // On the main thread: the cluster is stopped when the thread that started it ends.
-    let cluster = Cluster::start(&dir, &[])?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime
-        .block_on(ensure_database(&cluster.url("postgres"), DATABASE))
-        .map_err(BoxError::from)
-        .and_then(|()| Server::spawn(&cluster.url(DATABASE), &dir))
-        .and_then(|server| {
-            let outcome = runtime.block_on(drive(&server, &cluster, &dir));
-            drop(server);
-            outcome
-        });
-    drop(runtime);
-    drop(cluster);
-    common::clean_up(&dir);
-    result
-}
-
-/// The server process; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn spawn(database_url: &str, dir: &Path) -> Result<Server, BoxError> {
-        let binary = std::env::var_os("IDLEDGER_BIN").map_or_else(
-            || PathBuf::from(env!("CARGO_BIN_EXE_idledger")),
-            PathBuf::from,
-        );
-        let data_dir = dir.join("server");
-        std::fs::create_dir_all(&data_dir)?;
-        let mut child = Command::new(&binary)
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("PORT", "0")
-            .env("IDLEDGER_BIND", "127.0.0.1")
-            .env("IDLEDGER_KEK", common::KEK)
-            .env("IDLEDGER_DATA_DIR", &data_dir)
-            .env("IDLEDGER_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
-            .env("IDLEDGER_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
-            .env("RUST_LOG", "warn,idledger=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let stdout = child.stdout.take().ok_or("no server stdout")?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let log_path = data_dir.join("server.log");
-        // Keeps draining stdout into the log for the server's whole life.
-        std::thread::spawn(move || {
-            let mut log = std::fs::File::create(&log_path).ok();
-            let mut sender = Some(sender);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(log) = &mut log {
-                    let _ = writeln!(log, "{line}");
-                }
-                if sender.is_some() && line.contains("\"listening\"") {
-                    let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                    if let (Some(sender), Some(address)) =
-                        (sender.take(), parsed["address"].as_str())
-                    {
-                        let _ = sender.send(address.to_owned());
-                    }
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            base: String::new(),
-        };
-        let address = receiver
-            .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| {
-                format!(
-                    "idledger did not start; see {}",
-                    data_dir.join("server.log").display()
-                )
-            })?;
-        server.base = format!("http://{address}");
-        println!(
-            "server {} (pid {}) at {}",
-            binary.display(),
-            server.child.id(),
-            server.base
-        );
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    common::server::run(&[], drive)
 }
 
 fn token_request(http: &reqwest::Client, base: &str) -> reqwest::RequestBuilder {
@@ -170,12 +62,12 @@ struct Tally {
     statuses: BTreeMap<String, u64>,
 }
 
-async fn drive(server: &Server, cluster: &Cluster, dir: &Path) -> Result<(), BoxError> {
-    let database_url = cluster.url(DATABASE);
+async fn drive(bench: Bench) -> Result<(), BoxError> {
+    let (server, database_url, dir) = (&bench.server, &bench.database_url, &bench.dir);
     let postmaster = common::postmaster_pid(dir);
     let seconds: f64 = env_or("BENCH_SECONDS", 10.0);
     let warmup: f64 = env_or("BENCH_WARMUP", 2.0);
-    let issued_before = issued_events(&database_url).await?;
+    let issued_before = issued_events(database_url).await?;
     // Every 200 of the whole run, warm-ups included, for the durability check.
     let oks = Arc::new(AtomicU64::new(0));
 
@@ -282,7 +174,7 @@ async fn drive(server: &Server, cluster: &Cluster, dir: &Path) -> Result<(), Box
         }
     }
 
-    let issued = issued_events(&database_url).await? - issued_before;
+    let issued = issued_events(database_url).await? - issued_before;
     let oks = oks.load(Ordering::Relaxed);
     println!(
         "\ndurability: {oks} responses 200 (warm-ups included), {issued} exchange.issued events stored"

@@ -259,3 +259,4 @@ impl CpuSnapshot {
         format!("{line}\n             {per}")
     }
 }
+pub mod server;
