@@ -175,6 +175,9 @@ pub struct Shared {
     pub metrics: Option<PrometheusHandle>,
     /// Password sign-in attempts allowed per client IP.
     pub sign_in_rate: crate::sentinel::RateLimit,
+    /// This node's own listening address as a base URL: the console calls the Management API
+    /// here, whatever proxy `endpoint` names.
+    pub loopback: String,
 }
 
 #[derive(Clone)]
@@ -194,6 +197,16 @@ impl FromRef<AppState> for TrustProxy {
     }
 }
 
+/// An unspecified bind address (`0.0.0.0`, `::`) is reached through the loopback interface.
+fn loopback_base(address: SocketAddr) -> String {
+    let ip = match address.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, address.port()))
+}
+
 pub async fn serve(config: Config) -> Result<(), AppError> {
     crate::telemetry::init_logging();
     let metrics = crate::telemetry::init_metrics();
@@ -208,6 +221,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     crate::bootstrap::run(
         &store,
         crate::bootstrap::BootstrapSettings {
+            endpoint: &config.endpoint(address.port()),
             client_id: config.bootstrap_client_id.as_deref(),
             client_secret: config.bootstrap_client_secret.as_deref(),
             data_dir: &config.storage.data_dir,
@@ -224,8 +238,17 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         trust_proxy: config.trust_proxy,
         metrics,
         sign_in_rate: config.sign_in_rate,
+        loopback: loopback_base(address),
     }));
     let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
+    if config.checkpoint_interval > 0 {
+        tokio::spawn(crate::audit::schedule(
+            environment.pool.clone(),
+            environment.keyring.clone(),
+            Duration::from_secs(config.checkpoint_interval),
+            followers_stop.clone(),
+        ));
+    }
     let mail = crate::mail::start(
         state.store.clone(),
         environment.keyring.clone(),
@@ -241,13 +264,13 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     .await?;
     tracing::info!(%address, endpoint = %state.endpoint, "listening");
     let app = crate::http::router(state);
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| AppError::Io(e.to_string()));
+    let limits = crate::http::listener::Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: Duration::from_secs(config.header_read_timeout),
+    };
+    let served = crate::http::listener::serve(listener, app, limits, shutdown_signal())
+        .await
+        .map_err(|e| AppError::Io(e.to_string()));
     // A follower stopped mid-batch leaves its checkpoint behind: the batch is redone later.
     let _ = stop_followers.send(true);
     if tokio::time::timeout(FOLLOWERS_STOP, mail).await.is_err() {

@@ -8,8 +8,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use domain::application::{
-    AppType, Application, ApplicationCommand, ApplicationError, DEFAULT_SECRET_NAME,
-    NewApplication, NewSecret,
+    AppType, Application, ApplicationCommand, ApplicationError, ApplicationPatch,
+    DEFAULT_SECRET_NAME, NewApplication, NewSecret,
 };
 use domain::resource::{
     MANAGEMENT_API_INDICATOR, MANAGEMENT_API_RESOURCE_ID, MANAGEMENT_API_ROLE_ID,
@@ -26,6 +26,12 @@ use crate::app::AppError;
 use crate::crypto::{ids, signing};
 use crate::http::oidc::SECRET_HASH_KIND;
 use crate::store::{EventStore, StoreError, Unit};
+
+/// The admin console's OIDC client, seeded at every start.
+pub const CONSOLE_APP_ID: &str = "idledger-console";
+/// Holders of this user role may sign in to the console.
+pub const CONSOLE_ADMIN_ROLE_ID: &str = "idledger-console-admin";
+const CONSOLE_ADMIN_ROLE_NAME: &str = "idledger Console administrator";
 
 /// Marks the bootstrap app in its custom data, so a restart recognises it.
 const BOOTSTRAP_MARK: &str = "idledgerBootstrap";
@@ -46,6 +52,8 @@ fn already_done(result: Result<crate::store::Committed, StoreError>) -> Result<(
 }
 
 pub struct BootstrapSettings<'a> {
+    /// The public base URL: the console's redirect URIs hang off it.
+    pub endpoint: &'a str,
     pub client_id: Option<&'a str>,
     pub client_secret: Option<&'a str>,
     pub data_dir: &'a Path,
@@ -55,6 +63,7 @@ pub async fn run(store: &EventStore, settings: BootstrapSettings<'_>) -> Result<
     let metadata = Metadata::system(OffsetDateTime::now_utc());
     ensure_signing_key(store, &metadata).await?;
     ensure_management_api(store, &metadata).await?;
+    ensure_console(store, &metadata, settings.endpoint).await?;
     ensure_bootstrap_app(store, &metadata, settings).await
 }
 
@@ -137,6 +146,86 @@ async fn ensure_management_api(store: &EventStore, metadata: &Metadata) -> Resul
             .await,
     )?;
     Ok(())
+}
+
+/// The admin console's first-party public client (PKCE) and the user role whose holders may
+/// sign in to it: the role grants the Management API's `all` scope, which is what the console's
+/// calls need. The redirect URIs follow `ENDPOINT`, so a start with a new endpoint updates them.
+async fn ensure_console(
+    store: &EventStore,
+    metadata: &Metadata,
+    endpoint: &str,
+) -> Result<(), AppError> {
+    already_done(
+        store
+            .execute::<Role>(
+                CONSOLE_ADMIN_ROLE_ID,
+                RoleCommand::Create(NewRole {
+                    id: CONSOLE_ADMIN_ROLE_ID.to_owned(),
+                    name: CONSOLE_ADMIN_ROLE_NAME.to_owned(),
+                    description:
+                        "Signs in to the admin console at /console (Management API access)."
+                            .to_owned(),
+                    role_type: RoleType::User,
+                    is_default: false,
+                    scope_ids: vec![MANAGEMENT_API_SCOPE_ID.to_owned()],
+                }),
+                metadata,
+            )
+            .await,
+    )?;
+    let metadata_json = console_client_metadata(endpoint);
+    already_done(
+        store
+            .execute::<Application>(
+                CONSOLE_APP_ID,
+                ApplicationCommand::Create {
+                    application: NewApplication {
+                        id: CONSOLE_APP_ID.to_owned(),
+                        name: "idledger Console".to_owned(),
+                        description: Some("The admin console at /console.".to_owned()),
+                        app_type: AppType::Spa,
+                        oidc_client_metadata: metadata_json.clone(),
+                        custom_client_metadata: json!({}),
+                        custom_data: json!({}),
+                        is_third_party: false,
+                    },
+                    default_secret: None,
+                },
+                metadata,
+            )
+            .await,
+    )?;
+    let client = store.pool().get().await.map_err(StoreError::from)?;
+    let current = projections::applications::by_id(&client, CONSOLE_APP_ID)
+        .await
+        .map_err(StoreError::from)?;
+    drop(client);
+    let stale = |app: &projections::applications::ApplicationRow| {
+        ["redirectUris", "postLogoutRedirectUris"]
+            .iter()
+            .any(|key| app.oidc_client_metadata[key] != metadata_json[key])
+    };
+    if current.as_ref().is_some_and(stale) {
+        store
+            .execute::<Application>(
+                CONSOLE_APP_ID,
+                ApplicationCommand::Update(ApplicationPatch {
+                    oidc_client_metadata: Some(metadata_json),
+                    ..ApplicationPatch::default()
+                }),
+                metadata,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+pub fn console_client_metadata(endpoint: &str) -> serde_json::Value {
+    json!({
+        "redirectUris": [format!("{endpoint}/console/callback")],
+        "postLogoutRedirectUris": [format!("{endpoint}/console")],
+    })
 }
 
 /// A secret ready for the log: its keyed hash, a vault reference, and the value to seal.

@@ -34,6 +34,19 @@ pub struct Config {
     /// is given up.
     #[arg(long, env = "IDLEDGER_WEBHOOK_RETRY_PERIOD", default_value_t = 86_400)]
     pub webhook_retry_period: u64,
+    /// How often (seconds) the server signs a checkpoint of the log's hash chain head, when the
+    /// head moved; 0 turns the periodic checkpoints off (`POST /api/audit/checkpoints` and
+    /// `replay checkpoint` still record them on demand).
+    #[arg(long, env = "IDLEDGER_CHECKPOINT_INTERVAL", default_value_t = 3_600)]
+    pub checkpoint_interval: u64,
+    /// Most client connections served at once; one more is answered 429 and closed.
+    #[arg(long, env = "IDLEDGER_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, counted from the end of the previous
+    /// answer on a kept-alive connection: a slow client (slowloris) or an idle one cannot hold
+    /// a connection, and so a connection slot, longer than this. Node's (Logto's) default.
+    #[arg(long, env = "IDLEDGER_HEADER_READ_TIMEOUT", default_value_t = 60)]
+    pub header_read_timeout: u64,
 }
 
 /// Where the data lives: the database and the key that unlocks its secrets. Shared by the

@@ -1,6 +1,7 @@
 //! idledger: an event-sourced identity server with Logto's HTTP surface. See ARCHITECTURE.md.
 
 pub mod app;
+pub mod audit;
 pub mod bootstrap;
 pub mod config;
 pub mod connectors;

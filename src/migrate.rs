@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (19, "0019_hooks"),
     (20, "0020_token_sets"),
     (22, "0022_custom_data_policy"),
+    (26, "0026_hash_chain"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

@@ -263,10 +263,7 @@ impl Cluster {
 
     /// A libpq-style URL for `database` on this cluster's socket.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgresql://postgres@localhost/{database}?host={}&port={PORT}",
-            self.socket_dir.display()
-        )
+        url_on(&self.socket_dir, database)
     }
 
     pub fn bin_dir(&self) -> &Path {
@@ -297,6 +294,20 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The URL of `database` on the managed cluster under `dir`, which another process runs (the
+/// tests reach a server's own cluster this way).
+pub fn url_in(dir: &Path, database: &str) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    url_on(&socket_dir_for(&dir), database)
+}
+
+fn url_on(socket_dir: &Path, database: &str) -> String {
+    format!(
+        "postgresql://postgres@localhost/{database}?host={}&port={PORT}",
+        socket_dir.display()
+    )
 }
 
 fn socket_dir_for(dir: &Path) -> PathBuf {

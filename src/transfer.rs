@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use deadpool_postgres::GenericClient;
+use domain::mfa::{MfaFactorKind, NewMfaVerification};
 use domain::organization::{Organization, OrganizationCommand};
 use domain::user::{NewUser, Password, User, UserCommand};
 use domain::user_transfer::{
@@ -24,10 +25,12 @@ use domain::user_transfer::{
 };
 use domain::{Actor, Metadata};
 use projections::transfer::{self, Claimed, TravellingUser};
+use projections::users::MfaRow;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::crypto::{ids, password};
+use crate::crypto::{Keyring, ids, password, totp};
+use crate::http::management::users::mfa::{backup_code_key_id, totp_vault_ref};
 use crate::store::{EventStore, StoreError, Unit};
 
 /// Users created per unit of work.
@@ -51,6 +54,105 @@ pub struct Membership {
     pub roles: BTreeSet<String>,
 }
 
+/// A second factor as it travels (idledger's format only).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecondFactor {
+    /// The base32 secret, taken out of the vault: an export holds credentials.
+    Totp { id: String, secret: String },
+    /// Keyed hashes of the codes not used yet, and the id of the key that hashed them
+    /// (`backup_code_key_id`): they verify only where that key is the same, so elsewhere they
+    /// stay behind and the user generates new codes.
+    BackupCodes {
+        id: String,
+        unused_hashes: Vec<String>,
+        key_id: String,
+    },
+}
+
+impl SecondFactor {
+    fn kind(&self) -> MfaFactorKind {
+        match self {
+            SecondFactor::Totp { .. } => MfaFactorKind::Totp,
+            SecondFactor::BackupCodes { .. } => MfaFactorKind::BackupCode,
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            SecondFactor::Totp { id, .. } | SecondFactor::BackupCodes { id, .. } => id,
+        }
+    }
+
+    /// Whether an instance whose backup code key has id `key_id` can take the factor.
+    fn fits(&self, key_id: &str) -> bool {
+        match self {
+            SecondFactor::Totp { .. } => true,
+            SecondFactor::BackupCodes { key_id: theirs, .. } => theirs == key_id,
+        }
+    }
+}
+
+fn factor_kind(row: &MfaRow) -> Option<MfaFactorKind> {
+    serde_json::from_value(Value::String(row.kind.clone())).ok()
+}
+
+fn unused_hashes(row: &MfaRow) -> Vec<String> {
+    serde_json::from_value(row.unused_code_hashes.clone()).unwrap_or_default()
+}
+
+/// The kinds of second factor a user holds here that an import would compare: a TOTP, and
+/// backup codes while some are unused (a spent set is not exported).
+fn held_kinds(rows: &[MfaRow]) -> BTreeSet<&'static str> {
+    rows.iter()
+        .filter_map(|row| match factor_kind(row)? {
+            MfaFactorKind::Totp => Some(MfaFactorKind::Totp.as_str()),
+            MfaFactorKind::BackupCode => {
+                (!unused_hashes(row).is_empty()).then_some(MfaFactorKind::BackupCode.as_str())
+            }
+        })
+        .collect()
+}
+
+/// A user's second factors with their TOTP secrets out of the vault, for idledger's export.
+pub async fn second_factors(
+    store: &EventStore,
+    rows: &[MfaRow],
+) -> Result<Vec<SecondFactor>, StoreError> {
+    let key_id = backup_code_key_id(store.keyring());
+    let mut factors = Vec::new();
+    for row in rows {
+        let broken = |what: &str| StoreError::Internal(format!("MFA factor {}: {what}", row.id));
+        match factor_kind(row).ok_or_else(|| broken("unknown kind"))? {
+            MfaFactorKind::Totp => {
+                let vault_ref = row
+                    .vault_ref
+                    .as_deref()
+                    .ok_or_else(|| broken("no vault entry"))?;
+                let secret = store
+                    .open_vault(vault_ref)
+                    .await?
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| broken("secret missing from the vault"))?;
+                factors.push(SecondFactor::Totp {
+                    id: row.id.clone(),
+                    secret,
+                });
+            }
+            MfaFactorKind::BackupCode => {
+                let unused = unused_hashes(row);
+                if !unused.is_empty() {
+                    factors.push(SecondFactor::BackupCodes {
+                        id: row.id.clone(),
+                        unused_hashes: unused,
+                        key_id: key_id.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(factors)
+}
+
 /// One user as it travels: everything either format can carry.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Record {
@@ -65,6 +167,8 @@ pub struct Record {
     /// Provider (Logto's identity target) → identity.
     pub identities: BTreeMap<String, Identity>,
     pub password: Option<Password>,
+    /// Read from the vault by `second_factors`, not by `from_travelling`.
+    pub mfa: Vec<SecondFactor>,
     pub suspended: bool,
     /// Role names.
     pub roles: BTreeSet<String>,
@@ -111,6 +215,7 @@ impl Record {
             profile: as_object(user.profile),
             identities,
             password,
+            mfa: Vec::new(),
             suspended: user.is_suspended,
             roles: travelling.roles.into_iter().collect(),
             organizations: travelling
@@ -130,11 +235,13 @@ impl Record {
     }
 
     /// What `format` carries of the user, for telling an identical user from a changed one.
-    /// Organizations are keyed by their id here (`resolved`), as the import would make them.
+    /// Organizations are keyed by their id here (`resolved`), and second factors are the kinds
+    /// the user holds or would hold here, as the import would make them.
     fn comparable(
         &self,
         format: TransferFormat,
         organizations: BTreeMap<String, BTreeSet<String>>,
+        second_factors: BTreeSet<&'static str>,
     ) -> Comparable {
         let full = format == TransferFormat::Idledger;
         Comparable {
@@ -142,7 +249,13 @@ impl Record {
             primary_email: self.primary_email.clone(),
             avatar: self.avatar.clone(),
             custom_data: self.custom_data.clone(),
-            identities: self.identities.clone(),
+            // The provider's user info is refreshed at every sign-in with it: which provider
+            // account the identity is, is what an import decides on.
+            identities: self
+                .identities
+                .iter()
+                .map(|(target, identity)| (target.clone(), identity.user_id.clone()))
+                .collect(),
             roles: self.roles.clone(),
             username: self.username.clone().filter(|_| full),
             primary_phone: self.primary_phone.clone().filter(|_| full),
@@ -156,6 +269,11 @@ impl Record {
             has_password: full && self.password.is_some(),
             suspended: full && self.suspended,
             organizations: if full { organizations } else { BTreeMap::new() },
+            second_factors: if full {
+                second_factors
+            } else {
+                BTreeSet::new()
+            },
         }
     }
 }
@@ -166,7 +284,8 @@ struct Comparable {
     primary_email: Option<String>,
     avatar: Option<String>,
     custom_data: Map<String, Value>,
-    identities: BTreeMap<String, Identity>,
+    /// Provider → the provider's id of the person.
+    identities: BTreeMap<String, String>,
     roles: BTreeSet<String>,
     username: Option<String>,
     primary_phone: Option<String>,
@@ -174,6 +293,7 @@ struct Comparable {
     has_password: bool,
     suspended: bool,
     organizations: BTreeMap<String, BTreeSet<String>>,
+    second_factors: BTreeSet<&'static str>,
 }
 
 /// What an import names that this instance lacks; any of it turns the import down whole.
@@ -252,6 +372,8 @@ struct Creation {
     role_ids: Vec<String>,
     /// Organization id here → organization role ids.
     organizations: Vec<(String, Vec<String>)>,
+    /// The record's second factors this instance can take, TOTP first.
+    second_factors: Vec<SecondFactor>,
 }
 
 /// What an import will do, decided before anything is appended.
@@ -260,6 +382,10 @@ pub struct Plan {
     creations: Vec<Creation>,
     pub skipped: Vec<String>,
     pub refused: Vec<Refused>,
+    /// Users created without the backup codes they had: hashed with another key.
+    pub backup_codes_left: Vec<String>,
+    /// This instance's backup code key (`backup_code_key_id`).
+    key_id: String,
 }
 
 impl Plan {
@@ -275,6 +401,7 @@ pub struct Summary {
     pub created: Vec<String>,
     pub skipped: Vec<String>,
     pub refused: Vec<Refused>,
+    pub backup_codes_left: Vec<String>,
 }
 
 fn refused(id: &str, code: &'static str, reason: impl Into<String>) -> Refused {
@@ -341,6 +468,34 @@ fn invalid(record: &Record) -> Option<Refused> {
                 "The password digest is not a valid {} digest.",
                 digest.password_algorithm.as_str()
             ),
+        ));
+    }
+    let mut kinds = BTreeSet::new();
+    for factor in &record.mfa {
+        if !kinds.insert(factor.kind().as_str()) || !valid_id(factor.id()) {
+            return Some(refused(
+                id,
+                "invalid_second_factor",
+                "A user has at most one TOTP and one set of backup codes, each with a valid id.",
+            ));
+        }
+        if let SecondFactor::Totp { secret, .. } = factor
+            && !totp::valid_secret(secret)
+        {
+            return Some(refused(
+                id,
+                "invalid_second_factor",
+                "The TOTP secret is not a valid base32 secret.",
+            ));
+        }
+    }
+    if kinds.contains(MfaFactorKind::BackupCode.as_str())
+        && !kinds.contains(MfaFactorKind::Totp.as_str())
+    {
+        return Some(refused(
+            id,
+            "invalid_second_factor",
+            "Backup codes cannot be the only second factor.",
         ));
     }
     None
@@ -465,8 +620,10 @@ async fn resolve(db: &impl GenericClient, records: &[Record]) -> Result<Referenc
 }
 
 /// Decides what importing `records` would do, appending nothing.
+/// `keyring` is this instance's: whether backup code hashes can move here depends on it.
 pub async fn plan(
     db: &impl GenericClient,
+    keyring: &Keyring,
     records: Vec<Record>,
     format: TransferFormat,
 ) -> Result<Plan, TransferError> {
@@ -476,6 +633,8 @@ pub async fn plan(
         creations: Vec::new(),
         skipped: Vec::new(),
         refused: Vec::new(),
+        backup_codes_left: Vec::new(),
+        key_id: backup_code_key_id(keyring),
     };
     // Within the import itself: each id, identifier and identity once.
     let mut candidates = Vec::new();
@@ -548,10 +707,18 @@ async fn decide_batch(
                     .map(|here| (here.clone(), m.roles.clone()))
             })
             .collect();
+        let second_factors: Vec<SecondFactor> = record
+            .mfa
+            .iter()
+            .filter(|factor| factor.fits(&plan.key_id))
+            .cloned()
+            .collect();
         if let Some(existing) = holders.iter().find(|h| h.user.id == id) {
+            let held = held_kinds(&existing.mfa);
             let existing = Record::from_travelling(existing.clone());
-            let theirs = existing.comparable(plan.format, organizations_of(&existing));
-            if theirs == record.comparable(plan.format, resolved_organizations) {
+            let theirs = existing.comparable(plan.format, organizations_of(&existing), held);
+            let kinds = second_factors.iter().map(|f| f.kind().as_str()).collect();
+            if theirs == record.comparable(plan.format, resolved_organizations, kinds) {
                 plan.skipped.push(record.id.clone());
             } else {
                 plan.refused.push(refused(
@@ -608,7 +775,14 @@ async fn decide_batch(
             ));
             continue;
         }
+        if second_factors.len() < record.mfa.len() {
+            plan.backup_codes_left.push(record.id.clone());
+        }
+        let mut second_factors = second_factors;
+        // Backup codes are only accepted beside a TOTP already there.
+        second_factors.sort_by_key(|factor| factor.kind() != MfaFactorKind::Totp);
         plan.creations.push(Creation {
+            second_factors,
             record: record.clone(),
             role_ids: record
                 .roles
@@ -672,6 +846,25 @@ fn creation_unit(chunk: &[Creation]) -> Unit {
                     details: identity.details.clone(),
                 },
             );
+        }
+        for factor in &creation.second_factors {
+            let new = match factor {
+                SecondFactor::Totp { id, secret } => {
+                    let vault_ref = totp_vault_ref(id);
+                    unit = unit.seal(vault_ref.clone(), secret.clone().into_bytes());
+                    NewMfaVerification::Totp {
+                        id: id.clone(),
+                        vault_ref,
+                    }
+                }
+                SecondFactor::BackupCodes {
+                    id, unused_hashes, ..
+                } => NewMfaVerification::BackupCode {
+                    id: id.clone(),
+                    code_hashes: unused_hashes.clone(),
+                },
+            };
+            unit = unit.then::<User>(&record.id, UserCommand::AddMfaVerification(new));
         }
         if record.suspended {
             unit = unit.then::<User>(&record.id, UserCommand::SetSuspended(true));
@@ -763,6 +956,7 @@ pub async fn apply(
         created: plan.creations.into_iter().map(|c| c.record.id).collect(),
         skipped: plan.skipped,
         refused: plan.refused,
+        backup_codes_left: plan.backup_codes_left,
     })
 }
 
@@ -869,14 +1063,51 @@ mod tests {
             ..record("u1")
         };
         let theirs = record("u1");
+        let totp = BTreeSet::from([MfaFactorKind::Totp.as_str()]);
         assert_eq!(
-            ours.comparable(TransferFormat::AppId, BTreeMap::new()),
-            theirs.comparable(TransferFormat::AppId, BTreeMap::new())
+            ours.comparable(TransferFormat::AppId, BTreeMap::new(), totp.clone()),
+            theirs.comparable(TransferFormat::AppId, BTreeMap::new(), BTreeSet::new())
         );
         assert_ne!(
-            ours.comparable(TransferFormat::Idledger, BTreeMap::new()),
-            theirs.comparable(TransferFormat::Idledger, BTreeMap::new())
+            ours.comparable(TransferFormat::Idledger, BTreeMap::new(), BTreeSet::new()),
+            theirs.comparable(TransferFormat::Idledger, BTreeMap::new(), BTreeSet::new())
         );
+        assert_ne!(
+            theirs.comparable(TransferFormat::Idledger, BTreeMap::new(), totp),
+            theirs.comparable(TransferFormat::Idledger, BTreeMap::new(), BTreeSet::new())
+        );
+    }
+
+    #[test]
+    fn second_factors_follow_logtos_rules_and_backup_codes_need_their_key() {
+        let totp = SecondFactor::Totp {
+            id: "t1".into(),
+            secret: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+        };
+        let codes = SecondFactor::BackupCodes {
+            id: "b1".into(),
+            unused_hashes: vec!["h".into()],
+            key_id: "k1".into(),
+        };
+        let with = |mfa: Vec<SecondFactor>| Record {
+            mfa,
+            ..record("u1")
+        };
+        assert_eq!(invalid(&with(vec![totp.clone(), codes.clone()])), None);
+        let code_of = |mfa| invalid(&with(mfa)).map(|r| r.code);
+        assert_eq!(code_of(vec![codes.clone()]), Some("invalid_second_factor"));
+        assert_eq!(
+            code_of(vec![totp.clone(), totp.clone()]),
+            Some("invalid_second_factor")
+        );
+        let bad_secret = SecondFactor::Totp {
+            id: "t1".into(),
+            secret: "not base32!".into(),
+        };
+        assert_eq!(code_of(vec![bad_secret]), Some("invalid_second_factor"));
+        assert!(totp.fits("k2"));
+        assert!(codes.fits("k1"));
+        assert!(!codes.fits("k2"));
     }
 
     #[test]

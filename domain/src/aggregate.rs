@@ -43,6 +43,12 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     fn data_subject(&self, _stream_id: &str, _events: &[Self::Event]) -> Option<String> {
         None
     }
+
+    /// Whose data key the new `events` destroy (erasure by crypto-shredding), if anyone's. The
+    /// store destroys it in the events' transaction, after sealing them.
+    fn erased_subject(&self, _stream_id: &str, _events: &[Self::Event]) -> Option<String> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -45,6 +45,7 @@ impl PasswordAlgorithm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Password {
+    #[serde(default)]
     pub password_digest: String,
     pub password_algorithm: PasswordAlgorithm,
 }
@@ -58,7 +59,9 @@ pub struct NewUser {
     pub primary_phone: Option<String>,
     pub name: Option<String>,
     pub avatar: Option<String>,
+    #[serde(default)]
     pub custom_data: Map<String, Value>,
+    #[serde(default)]
     pub profile: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_digest: Option<String>,
@@ -116,6 +119,8 @@ pub enum UserCommand {
     RehashPassword(Password),
     SetSuspended(bool),
     Delete,
+    /// Erasure (GDPR art. 17): the user is deleted if still live, and their data key destroyed.
+    Erase,
     LinkIdentity {
         target: String,
         user_id: String,
@@ -166,16 +171,23 @@ pub enum UserEvent {
     Updated(UserPatch),
     #[serde(rename = "user.custom_data_merged")]
     #[serde(rename_all = "camelCase")]
-    CustomDataMerged { custom_data: Map<String, Value> },
+    CustomDataMerged {
+        #[serde(default)]
+        custom_data: Map<String, Value>,
+    },
     /// A user tried to write custom data keys the policy keeps read-only for them (e.g. their
     /// own `role`). `attempted` is the whole change, sealed with the person's data.
     #[serde(rename = "user.custom_data_change_refused")]
     CustomDataChangeRefused {
         keys: Vec<String>,
+        #[serde(default)]
         attempted: Map<String, Value>,
     },
     #[serde(rename = "user.profile_merged")]
-    ProfileMerged { profile: Map<String, Value> },
+    ProfileMerged {
+        #[serde(default)]
+        profile: Map<String, Value>,
+    },
     #[serde(rename = "user.password_set")]
     PasswordSet(Password),
     #[serde(rename = "user.password_rehashed")]
@@ -186,10 +198,15 @@ pub enum UserEvent {
     Reactivated {},
     #[serde(rename = "user.deleted")]
     Deleted {},
+    /// The user's data key was destroyed with this event: every personal field of every event
+    /// sealed for them is unreadable from now on.
+    #[serde(rename = "user.erased")]
+    Erased {},
     #[serde(rename = "user.identity_linked")]
     #[serde(rename_all = "camelCase")]
     IdentityLinked {
         target: String,
+        #[serde(default)]
         user_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         details: Option<Value>,
@@ -240,6 +257,7 @@ impl cqrs_es::DomainEvent for UserEvent {
             UserEvent::Suspended {} => "user.suspended",
             UserEvent::Reactivated {} => "user.reactivated",
             UserEvent::Deleted {} => "user.deleted",
+            UserEvent::Erased {} => "user.erased",
             UserEvent::IdentityLinked { .. } => "user.identity_linked",
             UserEvent::IdentityUnlinked { .. } => "user.identity_unlinked",
             UserEvent::RolesAssigned { .. } => "user.roles_assigned",
@@ -267,6 +285,7 @@ impl cqrs_es::DomainEvent for UserEvent {
             | UserEvent::Suspended {}
             | UserEvent::Reactivated {}
             | UserEvent::Deleted {}
+            | UserEvent::Erased {}
             | UserEvent::IdentityLinked { .. }
             | UserEvent::IdentityUnlinked { .. }
             | UserEvent::RolesAssigned { .. }
@@ -308,6 +327,7 @@ impl Event for UserEvent {
             UserEvent::Suspended {}
             | UserEvent::Reactivated {}
             | UserEvent::Deleted {}
+            | UserEvent::Erased {}
             | UserEvent::IdentityUnlinked { .. }
             | UserEvent::RolesAssigned { .. }
             | UserEvent::RoleRemoved { .. }
@@ -337,6 +357,7 @@ impl Event for UserEvent {
             | UserEvent::Suspended {}
             | UserEvent::Reactivated {}
             | UserEvent::Deleted {}
+            | UserEvent::Erased {}
             | UserEvent::IdentityLinked { .. }
             | UserEvent::IdentityUnlinked { .. }
             | UserEvent::RolesAssigned { .. }
@@ -386,6 +407,8 @@ pub enum User {
     New,
     Live(Live),
     Deleted,
+    /// Deleted, and the data key destroyed.
+    Erased,
 }
 
 impl Live {
@@ -434,7 +457,7 @@ impl Live {
             UserCommand::SetSuspended(suspend) if suspend == self.suspended => Vec::new(),
             UserCommand::SetSuspended(true) => vec![UserEvent::Suspended {}],
             UserCommand::SetSuspended(false) => vec![UserEvent::Reactivated {}],
-            UserCommand::Delete => {
+            UserCommand::Delete | UserCommand::Erase => {
                 // Token values go with the user; nothing of them outlives it.
                 let mut events: Vec<UserEvent> = self
                     .tokens
@@ -452,6 +475,9 @@ impl Live {
                     }
                 }));
                 events.push(UserEvent::Deleted {});
+                if let UserCommand::Erase = command {
+                    events.push(UserEvent::Erased {});
+                }
                 events
             }
             UserCommand::LinkIdentity {
@@ -585,7 +611,8 @@ impl Live {
             | UserEvent::ProfileMerged { .. }
             | UserEvent::PasswordSet(_)
             | UserEvent::PasswordRehashed(_)
-            | UserEvent::Deleted {} => {}
+            | UserEvent::Deleted {}
+            | UserEvent::Erased {} => {}
         }
     }
 }
@@ -599,7 +626,9 @@ impl Aggregate for User {
     fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
         match (self, command) {
             (User::New, UserCommand::Create(user)) => Ok(vec![UserEvent::Created(user)]),
-            (User::New | User::Deleted, _) => Err(UserError::NotFound),
+            // A deleted user can still be erased (a request that came after the deletion).
+            (User::Deleted, UserCommand::Erase) => Ok(vec![UserEvent::Erased {}]),
+            (User::New | User::Deleted | User::Erased, _) => Err(UserError::NotFound),
             (User::Live(live), command) => live.decide(command),
         }
     }
@@ -613,21 +642,102 @@ impl Aggregate for User {
                 });
             }
             (this @ User::Live(_), UserEvent::Deleted {}) => *this = User::Deleted,
+            (this, UserEvent::Erased {}) => *this = User::Erased,
             (User::Live(live), event) => live.apply(event),
-            (User::New | User::Deleted, _) => {}
+            (User::New | User::Deleted | User::Erased, _) => {}
         }
     }
 
-    /// The stream is the person.
-    fn data_subject(&self, stream_id: &str, _events: &[UserEvent]) -> Option<String> {
+    /// The stream is the person. An erasure carries nothing personal, and the request's IP and
+    /// user agent are the eraser's: they stay readable with it, not sealed under the key it
+    /// destroys.
+    fn data_subject(&self, stream_id: &str, events: &[UserEvent]) -> Option<String> {
+        if erases(events) {
+            return None;
+        }
         Some(stream_id.to_owned())
     }
+
+    fn erased_subject(&self, stream_id: &str, events: &[UserEvent]) -> Option<String> {
+        erases(events).then(|| stream_id.to_owned())
+    }
+}
+
+fn erases(events: &[UserEvent]) -> bool {
+    events.iter().any(|e| matches!(e, UserEvent::Erased {}))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::Given;
+
+    #[test]
+    fn erasing_deletes_a_live_user_then_shreds_and_only_once() {
+        Given::<User>::with(())
+            .given(vec![created()])
+            .when(UserCommand::Erase)
+            .then_expect_events(vec![UserEvent::Deleted {}, UserEvent::Erased {}]);
+        Given::<User>::with(())
+            .given(vec![created(), UserEvent::Deleted {}])
+            .when(UserCommand::Erase)
+            .then_expect_events(vec![UserEvent::Erased {}]);
+        Given::<User>::with(())
+            .given(vec![created(), UserEvent::Deleted {}, UserEvent::Erased {}])
+            .when(UserCommand::Erase)
+            .then_expect_error(UserError::NotFound);
+        let user = User::Live(Live::default());
+        let events = [UserEvent::Deleted {}, UserEvent::Erased {}];
+        assert_eq!(user.data_subject("u1", &events), None);
+        assert_eq!(user.erased_subject("u1", &events), Some("u1".to_owned()));
+        assert_eq!(user.erased_subject("u1", &events[..1]), None);
+    }
+
+    /// After erasure the personal fields are missing from every stored payload: each event
+    /// must still decode (to blanks), or no fold could replay the log.
+    #[test]
+    fn every_event_decodes_without_its_personal_fields() {
+        let events = vec![
+            created(),
+            UserEvent::Updated(UserPatch {
+                name: Patch::Value("x".into()),
+                ..UserPatch::default()
+            }),
+            UserEvent::CustomDataMerged {
+                custom_data: Map::new(),
+            },
+            UserEvent::CustomDataChangeRefused {
+                keys: vec!["role".into()],
+                attempted: Map::new(),
+            },
+            UserEvent::ProfileMerged {
+                profile: Map::new(),
+            },
+            UserEvent::PasswordSet(Password {
+                password_digest: "d".into(),
+                password_algorithm: PasswordAlgorithm::Argon2id,
+            }),
+            UserEvent::IdentityLinked {
+                target: "github".into(),
+                user_id: "gh1".into(),
+                details: Some(serde_json::json!({"email": "a@b.c"})),
+            },
+        ];
+        for event in events {
+            let encoded = crate::encode(&event).unwrap();
+            let mut payload = encoded.payload.clone();
+            if let Value::Object(object) = &mut payload {
+                for field in encoded.personal_fields {
+                    object.remove(*field);
+                }
+            }
+            let decoded: UserEvent = crate::decode(&encoded.event_type, &payload).unwrap();
+            assert_eq!(
+                cqrs_es::DomainEvent::event_type(&decoded),
+                encoded.event_type
+            );
+        }
+    }
 
     fn created() -> UserEvent {
         UserEvent::Created(NewUser {

@@ -173,6 +173,7 @@ fn user_change(event: UserEvent) -> (&'static str, Map<String, Value>) {
         UserEvent::Suspended {} => ("Suspend", Map::new()),
         UserEvent::Reactivated {} => ("Reactivate", Map::new()),
         UserEvent::Deleted {} => ("Delete", Map::new()),
+        UserEvent::Erased {} => ("Erase", Map::new()),
         UserEvent::IdentityLinked { target, .. } => (
             "LinkIdentity",
             Map::from_iter([("target".to_owned(), json!(target))]),
@@ -580,15 +581,50 @@ impl Projection for Logs {
         let mut rows = Vec::new();
         let mut journeys = Journeys::default();
         let mut grants = GrantOwners::default();
+        let mut erased = Vec::new();
         for event in events {
             match event.stream_type.as_str() {
                 "interaction" => rows.extend(journeys.entry(db, event).await?),
                 "grant" => rows.extend(grants.entry(db, event).await?),
                 _ => rows.extend(entry(event)?),
             }
+            if event.stream_type == "user" && event.event_type == "user.erased" {
+                erased.push(event.stream_id.as_str());
+            }
         }
-        LOGS.insert(db, &rows).await
+        LOGS.insert(db, &rows).await?;
+        forget(db, &erased).await
     }
+}
+
+/// What an erased person's log entries keep: what happened, when (the row's `created_at`), to
+/// whom by id, by which actor and application, and the request id. Everything else an entry
+/// may hold (IP, user agent, changed field names, identifiers) came from, or may have come
+/// from, their sealed data: live entries had it, a refold of the erased events cannot, so the
+/// erasure removes it from both alike and `replay check` stays exact.
+const KEPT_AFTER_ERASURE: &[&str] = &[
+    "key",
+    "result",
+    "userId",
+    "applicationId",
+    "actor",
+    "requestId",
+];
+
+async fn forget(db: &Transaction<'_>, users: &[&str]) -> Result<(), ProjectionError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let kept: Vec<&str> = KEPT_AFTER_ERASURE.to_vec();
+    db.execute(
+        "UPDATE logs SET payload = ( \
+           SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(payload) AS e(k, v) \
+           WHERE k = ANY($2)) \
+         WHERE user_id = ANY($1)",
+        &[&users, &kept],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<LogRow>, ProjectionError> {

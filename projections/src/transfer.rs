@@ -11,7 +11,7 @@ use crate::ProjectionError;
 use crate::organizations::{OrganizationRoleRow, OrganizationRow};
 use crate::roles::RoleRow;
 use crate::rows::documents;
-use crate::users::{IdentityRow, UserRow};
+use crate::users::{IdentityRow, MfaRow, UserRow};
 
 /// A user with what travels with it, by name: names are what two instances share, ids are not.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -21,6 +21,8 @@ pub struct TravellingUser {
     pub roles: Vec<String>,
     /// Memberships, by organization id.
     pub organizations: Vec<Membership>,
+    /// Second factors (their TOTP secrets stay in the vault), oldest first.
+    pub mfa: Vec<MfaRow>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,7 +42,9 @@ const SELECT: &str = "SELECT jsonb_build_object('user', to_jsonb(u), \
             JOIN organization_roles orl ON orl.id = rr.organization_role_id \
             WHERE rr.organization_id = o.id AND rr.user_id = u.id), '[]'::jsonb)) ORDER BY o.id) \
         FROM organization_user_relations m JOIN organizations o ON o.id = m.organization_id \
-        WHERE m.user_id = u.id), '[]'::jsonb)) \
+        WHERE m.user_id = u.id), '[]'::jsonb), \
+     'mfa', COALESCE((SELECT jsonb_agg(to_jsonb(f) ORDER BY f.created_at, f.id) \
+        FROM user_mfa_verifications f WHERE f.user_id = u.id), '[]'::jsonb)) \
      FROM users u";
 
 pub async fn count(db: &impl GenericClient) -> Result<i64, ProjectionError> {

@@ -142,7 +142,9 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
         });
         return;
     }
-    if let UserEvent::Deleted {} = decoded {
+    // Erasure deletes the user (if still live) and leaves nothing of them here: the row held
+    // nothing but personal data and what hangs off it.
+    if let UserEvent::Deleted {} | UserEvent::Erased {} = decoded {
         *state = State::default();
         return;
     }
@@ -157,6 +159,7 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
     match decoded {
         UserEvent::Created(_)
         | UserEvent::Deleted {}
+        | UserEvent::Erased {}
         | UserEvent::CustomDataChangeRefused { .. } => {}
         UserEvent::Updated(patch) => {
             set(&mut row.username, patch.username);

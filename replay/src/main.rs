@@ -13,6 +13,7 @@ mod scan;
 mod stats;
 mod transfer;
 mod user;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,12 @@ enum Command {
     /// appended, missing roles or organizations refuse the whole import, users already here are
     /// skipped.
     ImportUsers(transfer::ImportArgs),
+    /// Walk the hash chain and check the signed checkpoints; prints every finding, the first
+    /// position first, and exits 1 when the log is not what was written.
+    Verify,
+    /// Sign the chain's head now (as the server does periodically and on
+    /// `POST /api/audit/checkpoints`).
+    Checkpoint,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +84,11 @@ pub enum ReplayError {
     Output(#[from] std::io::Error),
     #[error(transparent)]
     Transfer(#[from] idledger::transfer::TransferError),
+    #[error("the log fails verification: {} finding(s), the first at position {}",
+        .0.len(), .0.first().map_or(0, idledger::audit::Finding::position))]
+    Tampered(Vec<idledger::audit::Finding>),
+    #[error("{0}")]
+    Audit(String),
 }
 
 impl From<tokio_postgres::Error> for ReplayError {
@@ -105,7 +117,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error @ ReplayError::Differences(_)) => {
+        Err(error @ (ReplayError::Differences(_) | ReplayError::Tampered(_))) => {
             eprintln!("replay: {error}");
             ExitCode::from(1)
         }
@@ -128,5 +140,7 @@ async fn run(cli: Cli) -> Result<(), ReplayError> {
         Command::RebuildAsOf(args) => as_of::run(&environment, &args).await,
         Command::ExportUsers(args) => transfer::export(&environment, &args).await,
         Command::ImportUsers(args) => transfer::import(&environment, &args).await,
+        Command::Verify => verify::run(&environment).await,
+        Command::Checkpoint => verify::checkpoint(&environment).await,
     }
 }

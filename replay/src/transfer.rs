@@ -1,8 +1,10 @@
 //! `replay export-users` and `replay import-users`: a tenant's users moved between idledger
 //! instances with one command pair, as JSON Lines. Unlike App ID's export, each line also
 //! carries the password digest with its algorithm (so the other instance verifies the same
-//! passwords), the username, phone, OIDC profile, suspension and organization memberships.
-//! The file therefore holds credentials: keep it as you would a database dump.
+//! passwords), the second factors (the TOTP secret itself, and the unused backup codes' keyed
+//! hashes, which only verify where the backup code key is the same: elsewhere they stay behind,
+//! said in the summary), the username, phone, OIDC profile, suspension and organization
+//! memberships. The file therefore holds credentials: keep it as you would a database dump.
 //!
 //! The first line is a header (`{"format":"idledger.users","version":1,...}`), then one user
 //! per line. Export reads one consistent snapshot in pages, in constant memory; import decides
@@ -20,7 +22,7 @@ use domain::user::{Password, PasswordAlgorithm};
 use domain::user_transfer::{Exported, TransferFormat};
 use idledger::app::Environment;
 use idledger::store::EventStore;
-use idledger::transfer::{self, Identity, Membership, Record, TransferError};
+use idledger::transfer::{self, Identity, Membership, Record, SecondFactor, TransferError};
 use projections::transfer::{self as read, Cursor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -91,6 +93,57 @@ struct OrganizationLine {
     roles: Vec<String>,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
+enum FactorLine {
+    Totp {
+        id: String,
+        /// Base32.
+        secret: String,
+    },
+    BackupCode {
+        id: String,
+        /// Keyed hashes of the unused codes.
+        unused_code_hashes: Vec<String>,
+        /// Which key hashed them (not the key).
+        key_id: String,
+    },
+}
+
+impl From<SecondFactor> for FactorLine {
+    fn from(factor: SecondFactor) -> FactorLine {
+        match factor {
+            SecondFactor::Totp { id, secret } => FactorLine::Totp { id, secret },
+            SecondFactor::BackupCodes {
+                id,
+                unused_hashes,
+                key_id,
+            } => FactorLine::BackupCode {
+                id,
+                unused_code_hashes: unused_hashes,
+                key_id,
+            },
+        }
+    }
+}
+
+impl From<FactorLine> for SecondFactor {
+    fn from(line: FactorLine) -> SecondFactor {
+        match line {
+            FactorLine::Totp { id, secret } => SecondFactor::Totp { id, secret },
+            FactorLine::BackupCode {
+                id,
+                unused_code_hashes,
+                key_id,
+            } => SecondFactor::BackupCodes {
+                id,
+                unused_hashes: unused_code_hashes,
+                key_id,
+            },
+        }
+    }
+}
+
 /// One user.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -115,6 +168,9 @@ struct UserLine {
     identities: BTreeMap<String, IdentityLine>,
     #[serde(default)]
     password: Option<PasswordLine>,
+    /// Second factors, TOTP first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mfa: Vec<FactorLine>,
     #[serde(default)]
     is_suspended: bool,
     /// Role names.
@@ -152,6 +208,7 @@ impl From<Record> for UserLine {
                 digest: p.password_digest,
                 algorithm: p.password_algorithm,
             }),
+            mfa: record.mfa.into_iter().map(FactorLine::from).collect(),
             is_suspended: record.suspended,
             roles: record.roles.into_iter().collect(),
             organizations: record
@@ -195,6 +252,7 @@ impl From<UserLine> for Record {
                 password_digest: p.digest,
                 password_algorithm: p.algorithm,
             }),
+            mfa: line.mfa.into_iter().map(SecondFactor::from).collect(),
             suspended: line.is_suspended,
             roles: line.roles.into_iter().collect(),
             organizations: line
@@ -285,8 +343,12 @@ pub async fn export(environment: &Environment, args: &ExportArgs) -> Result<(), 
         };
         let count = page.len();
         for user in page {
-            serde_json::to_writer(&mut out, &UserLine::from(Record::from_travelling(user)))
-                .map_err(json_error)?;
+            let mfa = transfer::second_factors(&store, &user.mfa).await?;
+            let record = Record {
+                mfa,
+                ..Record::from_travelling(user)
+            };
+            serde_json::to_writer(&mut out, &UserLine::from(record)).map_err(json_error)?;
             out.write_all(b"\n")?;
         }
         bar.inc(u64::try_from(count).unwrap_or(0));
@@ -341,7 +403,7 @@ pub async fn import(environment: &Environment, args: &ImportArgs) -> Result<(), 
     let metadata = transfer::operator_metadata(&args.operator);
     let planned = {
         let db = environment.pool.get().await?;
-        transfer::plan(&db, records, TransferFormat::Idledger).await
+        transfer::plan(&db, &environment.keyring, records, TransferFormat::Idledger).await
     };
     let plan = match planned {
         Err(TransferError::Missing(missing)) => {
@@ -372,6 +434,12 @@ pub async fn import(environment: &Environment, args: &ImportArgs) -> Result<(), 
                 refused.id, refused.code, refused.reason
             );
         }
+        if !plan.backup_codes_left.is_empty() {
+            println!(
+                "would leave backup codes behind for: {}",
+                plan.backup_codes_left.join(", ")
+            );
+        }
         return Ok(());
     }
     let bar = bar(u64::try_from(plan.to_create()).unwrap_or(0), "importing");
@@ -392,6 +460,14 @@ pub async fn import(environment: &Environment, args: &ImportArgs) -> Result<(), 
         println!(
             "refused {}: {} ({})",
             refused.id, refused.code, refused.reason
+        );
+    }
+    if !summary.backup_codes_left.is_empty() {
+        println!(
+            "backup codes left behind for {} user(s) (hashed with another key; they sign in \
+             with their TOTP and generate new codes): {}",
+            summary.backup_codes_left.len(),
+            summary.backup_codes_left.join(", ")
         );
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! records the facts; the tokens stay in the vault.
 
 use domain::token_set::{ErasureReason, TokenMetadata, TokenSet, TokenSetCommand, stream_id};
+use domain::user::{User, UserCommand};
 use projections::ProjectionError;
 use projections::token_sets::{self, TokenSetRow};
 use serde_json::{Value, json};
@@ -76,6 +77,17 @@ pub fn erase(unit: Unit, user_id: &str, target: &str, reason: ErasureReason) -> 
         stream_id(user_id, target),
         TokenSetCommand::Erase { reason },
     )
+}
+
+/// Unlinks `user_id`'s identity from `target`; the identity's stored tokens go with it.
+pub fn unlink(user_id: &str, target: &str) -> Unit {
+    let unit = Unit::new().then::<User>(
+        user_id.to_owned(),
+        UserCommand::UnlinkIdentity {
+            target: target.to_owned(),
+        },
+    );
+    erase(unit, user_id, target, ErasureReason::IdentityUnlinked)
 }
 
 /// Erases every set `user_id` holds.

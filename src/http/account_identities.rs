@@ -1,15 +1,20 @@
-//! The Account API's token vault route (logto-compat §6, `enableTokenStorage`):
+//! The Account API's identity routes (logto-compat §6, `enableTokenStorage`):
 //! `GET /api/my-account/identities/:target/access-token` hands the signed-in person the
 //! provider's access token stored for their identity from `target`, refreshed first with the
 //! stored refresh token when it has expired. The refresh is recorded like any change of the
 //! set (`token_set.refreshed`), the tokens sealed anew.
+//!
+//! `DELETE /api/my-account/identities/:target` unlinks it, refusing (as Logto's Account API
+//! does, and unlike its Management API) when the person would be left with no way to sign in.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use domain::Actor;
+use domain::sign_in_experience::{SignInExperience, SignInIdentifier};
 use projections::token_sets::{self, TokenSetRow};
+use projections::users::UserRow;
 use serde::Serialize;
 
 use crate::app::AppState;
@@ -23,10 +28,12 @@ use crate::store::Unit;
 const EXPIRY_MARGIN_MS: i64 = 30_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/my-account/identities/{target}/access-token",
-        get(access_token),
-    )
+    Router::new()
+        .route(
+            "/api/my-account/identities/{target}/access-token",
+            get(access_token),
+        )
+        .route("/api/my-account/identities/{target}", delete(unlink))
 }
 
 #[derive(Serialize)]
@@ -122,4 +129,128 @@ async fn live_tokens(
         .run(unit, &context.metadata(Actor::User(row.user_id.clone())))
         .await?;
     Ok(refreshed)
+}
+
+/// Logto's `hasRemainingSignInMethod`: without the identity from `removed`, `user` still has
+/// another identity whose button the sign-in experience shows, or an identifier a sign-in
+/// method accepts with a verification code or with the password the user has.
+fn keeps_a_way_in(user: &UserRow, config: &SignInExperience, removed: &str) -> bool {
+    let other_identity = user.identities.as_object().is_some_and(|identities| {
+        identities.keys().any(|target| {
+            target != removed && config.social_sign_in_connector_targets.contains(target)
+        })
+    });
+    other_identity
+        || config.sign_in.methods.iter().any(|method| {
+            let held = match method.identifier {
+                SignInIdentifier::Username => user.username.is_some(),
+                SignInIdentifier::Email => user.primary_email.is_some(),
+                SignInIdentifier::Phone => user.primary_phone.is_some(),
+            };
+            held && (method.verification_code
+                || (method.password && user.password_digest.is_some()))
+        })
+}
+
+async fn unlink(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Path(target): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = account_holder(&state, &context, &headers).await?;
+    if user.identities.get(&target).is_none() {
+        return Err(crate::http::experience::flow::identity_not_exist());
+    }
+    let config = {
+        let db = state.store.pool().get().await?;
+        projections::sign_in_experience::current(&db).await?
+    };
+    if !keeps_a_way_in(&user, &config, &target) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "user.last_sign_in_method_required",
+            "You can't remove the last sign-in method: you would have no way to sign in.",
+        ));
+    }
+    state
+        .store
+        .run(
+            token_vault::unlink(&user.id, &target),
+            &context.metadata(Actor::User(user.id.clone())),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::sign_in_experience::SignInMethod;
+    use serde_json::json;
+
+    fn user(identities: serde_json::Value) -> UserRow {
+        UserRow {
+            id: "u1".into(),
+            username: None,
+            primary_email: None,
+            primary_phone: None,
+            name: None,
+            avatar: None,
+            custom_data: json!({}),
+            identities,
+            profile: json!({}),
+            application_id: None,
+            is_suspended: false,
+            password_digest: None,
+            password_algorithm: None,
+            last_sign_in_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn experience(methods: Vec<SignInMethod>, targets: &[&str]) -> SignInExperience {
+        let mut config = SignInExperience::default();
+        config.sign_in.methods = methods;
+        config.social_sign_in_connector_targets = targets.iter().map(|t| (*t).into()).collect();
+        config
+    }
+
+    fn method(identifier: SignInIdentifier, password: bool, code: bool) -> SignInMethod {
+        SignInMethod {
+            identifier,
+            password,
+            verification_code: code,
+            is_password_primary: password,
+        }
+    }
+
+    #[test]
+    fn the_last_way_in_is_kept() {
+        let username_password = vec![method(SignInIdentifier::Username, true, false)];
+        let only_social = user(json!({"oidc": {"userId": "s"}}));
+        let config = experience(username_password.clone(), &["oidc", "github"]);
+        assert!(!keeps_a_way_in(&only_social, &config, "oidc"));
+
+        // Another identity counts only while its button is shown.
+        let two = user(json!({"oidc": {"userId": "s"}, "github": {"userId": "g"}}));
+        assert!(keeps_a_way_in(&two, &config, "oidc"));
+        let hidden = experience(username_password.clone(), &["oidc"]);
+        assert!(!keeps_a_way_in(&two, &hidden, "oidc"));
+
+        // A username is a way in only with the password the method asks for.
+        let mut named = user(json!({"oidc": {"userId": "s"}}));
+        named.username = Some("ada".into());
+        assert!(!keeps_a_way_in(&named, &config, "oidc"));
+        named.password_digest = Some("$argon2i$...".into());
+        assert!(keeps_a_way_in(&named, &config, "oidc"));
+
+        // An email is one when codes are sent to it.
+        let mut mailed = user(json!({"oidc": {"userId": "s"}}));
+        mailed.primary_email = Some("ada@example.com".into());
+        assert!(!keeps_a_way_in(&mailed, &config, "oidc"));
+        let codes = experience(vec![method(SignInIdentifier::Email, false, true)], &[]);
+        assert!(keeps_a_way_in(&mailed, &codes, "oidc"));
+    }
 }

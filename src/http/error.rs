@@ -266,6 +266,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(error: crate::audit::AuditError) -> ApiError {
+        use crate::audit::AuditError;
+        match error {
+            AuditError::NothingToSign => ApiError::new(
+                StatusCode::CONFLICT,
+                "audit.nothing_to_sign",
+                "The log has no chained event yet.",
+            ),
+            AuditError::Database(error) => error.into(),
+            AuditError::Pool(error) => error.into(),
+            AuditError::Key(_) | AuditError::Crypto(_) => {
+                tracing::error!(%error, "chain checkpoint key failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
 impl From<projections::ProjectionError> for ApiError {
     fn from(error: projections::ProjectionError) -> ApiError {
         StoreError::from(error).into()

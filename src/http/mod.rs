@@ -5,10 +5,12 @@ pub mod account;
 mod account_identities;
 pub mod auth;
 pub mod codes;
+mod console;
 mod docs;
 pub mod error;
 pub mod experience;
 pub mod extract;
+pub mod listener;
 pub mod management;
 pub mod oidc;
 pub mod pages;
@@ -54,17 +56,40 @@ pub fn router(state: AppState) -> Router {
         .merge(account_identities::router())
         .merge(oidc::router())
         .merge(pages::routes())
+        .merge(console::routes())
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(listener::bounded))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::from_fn(crate::telemetry::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            strict_transport_security,
+        ))
         .with_state(state)
+}
+
+/// Behind TLS (an `https` `ENDPOINT`), every response tells browsers to use HTTPS only; over
+/// plain HTTP the header would be ignored, and on localhost it would pin a developer's browser.
+async fn strict_transport_security(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if state.endpoint.starts_with("https://") {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
 }
 
 /// Logto's health check.

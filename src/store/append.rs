@@ -16,7 +16,7 @@ use domain::{Metadata, RecordedEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Committed, StoreError};
+use super::{Committed, StoreError, chain};
 
 /// Units waiting for the appender; callers beyond this wait to enqueue (back-pressure).
 const QUEUE: usize = 4_096;
@@ -52,6 +52,8 @@ pub(super) struct Prepared {
     pub seals: Vec<(String, Vec<u8>)>,
     /// Vault entries the events retire.
     pub retired: Vec<String>,
+    /// People whose data keys the events destroy (erasure).
+    pub shredded: Vec<String>,
 }
 
 type Reply = oneshot::Sender<Result<Committed, StoreError>>;
@@ -352,6 +354,23 @@ async fn write(tx: &Transaction<'_>, units: &[&Prepared]) -> Result<Vec<Committe
             .await?;
         tx.execute(&delete, &[&retired]).await?;
     }
+    let shredded: Vec<&str> = units
+        .iter()
+        .flat_map(|u| u.shredded.iter().map(String::as_str))
+        .collect();
+    if !shredded.is_empty() {
+        // A person with no key yet gets a destroyed one, so nothing personal can be sealed for
+        // them later either (`StoreError::SubjectErased`).
+        let destroy = tx
+            .prepare_cached(
+                "INSERT INTO data_keys (subject_id, wrapped_key, destroyed_at) \
+                 SELECT unnest($1::text[]), NULL, now() \
+                 ON CONFLICT (subject_id) DO UPDATE \
+                 SET wrapped_key = NULL, destroyed_at = coalesce(data_keys.destroyed_at, now())",
+            )
+            .await?;
+        tx.execute(&destroy, &[&shredded]).await?;
+    }
 
     let mut events = Vec::with_capacity(total);
     for unit in units {
@@ -384,63 +403,77 @@ async fn write(tx: &Transaction<'_>, units: &[&Prepared]) -> Result<Vec<Committe
         .collect())
 }
 
-/// Inserts every event of the batch in one statement that also moves the head; returns the
-/// head before the batch (the first event takes the position after it).
+/// Moves the head past the batch and inserts every event of the batch, each with its chain
+/// hash; returns the head before the batch (the first event takes the position after it).
+///
+/// Two statements, because the hashes need the positions and the previous hash, which only the
+/// locked head knows: the first takes the head lock (held until commit, so no other appender can
+/// chain in between), the second inserts and records the new head hash.
 async fn insert_events(
     tx: &Transaction<'_>,
     units: &[&Prepared],
     total: usize,
 ) -> Result<i64, StoreError> {
     let count = i64::try_from(total).unwrap_or(i64::MAX);
+    let lock = tx
+        .prepare_cached(
+            "UPDATE event_head SET position = position + $1 \
+             RETURNING position - $1 AS base, hash",
+        )
+        .await?;
+    let head = tx.query_one(&lock, &[&count]).await?;
+    let base: i64 = head.try_get(0)?;
+    let previous: Option<Vec<u8>> = head.try_get(1)?;
     let mut columns = Columns::with_capacity(total);
     for unit in units {
         for event in &unit.events {
             columns.push(event, &unit.metadata);
         }
     }
+    columns.chain(base, previous.as_deref().unwrap_or(&chain::GENESIS));
     let statement = tx
         .prepare_cached(
-            "WITH head AS ( \
-               UPDATE event_head SET position = position + $1 RETURNING position - $1 AS base), \
-             appended AS ( \
+            "WITH appended AS ( \
                INSERT INTO events (position, stream_id, stream_type, sequence, event_type, \
                  event_version, payload, personal, subject_id, actor_kind, actor_id, ip, \
-                 user_agent, request_id, occurred_at) \
-               SELECT head.base + e.ord, e.stream_id, e.stream_type, e.sequence, e.event_type, \
+                 user_agent, request_id, occurred_at, hash) \
+               SELECT $1 + e.ord, e.stream_id, e.stream_type, e.sequence, e.event_type, \
                  e.event_version, e.payload, e.personal, e.subject_id, e.actor_kind, e.actor_id, \
-                 e.ip, e.user_agent, e.request_id, e.occurred_at \
-               FROM head, unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::int[], \
+                 e.ip, e.user_agent, e.request_id, e.occurred_at, e.hash \
+               FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::int[], \
                  $7::jsonb[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::text[], \
-                 $13::text[], $14::text[], $15::timestamptz[]) \
+                 $13::text[], $14::text[], $15::timestamptz[], $16::bytea[]) \
                  WITH ORDINALITY AS e(stream_id, stream_type, sequence, event_type, \
                    event_version, payload, personal, subject_id, actor_kind, actor_id, ip, \
-                   user_agent, request_id, occurred_at, ord)) \
-             SELECT base FROM head",
+                   user_agent, request_id, occurred_at, hash, ord)) \
+             UPDATE event_head SET hash = $17",
         )
         .await?;
-    let row = tx
-        .query_one(
-            &statement,
-            &[
-                &count,
-                &columns.stream_id,
-                &columns.stream_type,
-                &columns.sequence,
-                &columns.event_type,
-                &columns.version,
-                &columns.payload,
-                &columns.personal,
-                &columns.subject,
-                &columns.actor_kind,
-                &columns.actor_id,
-                &columns.ip,
-                &columns.user_agent,
-                &columns.request_id,
-                &columns.occurred_at,
-            ],
-        )
-        .await?;
-    Ok(row.try_get(0)?)
+    let last: Option<&[u8]> = columns.hash.last().map(Vec::as_slice);
+    tx.execute(
+        &statement,
+        &[
+            &base,
+            &columns.stream_id,
+            &columns.stream_type,
+            &columns.sequence,
+            &columns.event_type,
+            &columns.version,
+            &columns.payload,
+            &columns.personal,
+            &columns.subject,
+            &columns.actor_kind,
+            &columns.actor_id,
+            &columns.ip,
+            &columns.user_agent,
+            &columns.request_id,
+            &columns.occurred_at,
+            &columns.hash,
+            &last,
+        ],
+    )
+    .await?;
+    Ok(base)
 }
 
 /// The batch's events column by column, as the `unnest` of the insert takes them.
@@ -459,6 +492,8 @@ struct Columns<'a> {
     user_agent: Vec<Option<&'a str>>,
     request_id: Vec<Option<&'a str>>,
     occurred_at: Vec<time::OffsetDateTime>,
+    /// Filled by `chain` once the positions are known.
+    hash: Vec<Vec<u8>>,
 }
 
 impl<'a> Columns<'a> {
@@ -478,6 +513,7 @@ impl<'a> Columns<'a> {
             user_agent: Vec::with_capacity(n),
             request_id: Vec::with_capacity(n),
             occurred_at: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
         }
     }
 
@@ -496,5 +532,35 @@ impl<'a> Columns<'a> {
         self.user_agent.push(event.user_agent.as_deref());
         self.request_id.push(metadata.request_id.as_deref());
         self.occurred_at.push(metadata.occurred_at);
+    }
+
+    /// Hashes every event in order, the first after `previous` at position `base + 1`.
+    fn chain(&mut self, base: i64, previous: &[u8]) {
+        let mut previous = previous.to_vec();
+        for index in 0..self.stream_id.len() {
+            let offset = i64::try_from(index).unwrap_or(i64::MAX);
+            let hash = chain::link(
+                &previous,
+                &chain::Content {
+                    position: base + 1 + offset,
+                    stream_type: self.stream_type[index],
+                    stream_id: self.stream_id[index],
+                    sequence: self.sequence[index],
+                    event_type: self.event_type[index],
+                    event_version: self.version[index],
+                    payload: self.payload[index],
+                    personal: self.personal[index],
+                    subject_id: self.subject[index],
+                    actor_kind: self.actor_kind[index],
+                    actor_id: self.actor_id[index],
+                    ip: self.ip[index],
+                    user_agent: self.user_agent[index],
+                    request_id: self.request_id[index],
+                    occurred_at: self.occurred_at[index],
+                },
+            );
+            previous = hash.to_vec();
+            self.hash.push(hash.to_vec());
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! after that commit.
 
 mod append;
+pub mod chain;
 pub mod personal;
 pub mod read;
 mod refold;
@@ -192,6 +193,8 @@ struct Decided {
     subject: Option<String>,
     events: Vec<domain::Encoded>,
     retired_vault_refs: Vec<String>,
+    /// The person whose data key these events destroy.
+    erased_subject: Option<String>,
 }
 
 impl<A> Step for Typed<A>
@@ -233,6 +236,7 @@ where
             .decide(self.command.clone())
             .map_err(|error| StoreError::Rejected(error.into()))?;
         let subject = state.data_subject(&self.stream_id, &events);
+        let erased_subject = state.erased_subject(&self.stream_id, &events);
         let retired_vault_refs = events
             .iter()
             .flat_map(domain::Event::retired_vault_refs)
@@ -244,6 +248,7 @@ where
                 .map(domain::encode)
                 .collect::<Result<_, _>>()?,
             retired_vault_refs,
+            erased_subject,
         })
     }
 }
@@ -529,7 +534,9 @@ impl EventStore {
 
         let mut events = Vec::new();
         let mut retired = Vec::new();
+        let mut shredded = Vec::new();
         for (index, first_sequence, decision) in decided {
+            shredded.extend(decision.erased_subject.clone());
             let (stream_type, stream_id) = streams.get(index).copied().unwrap_or(("", ""));
             retired.extend(decision.retired_vault_refs);
             let key = decision.subject.as_deref().and_then(|s| keys.key(s));
@@ -583,6 +590,7 @@ impl EventStore {
             new_keys,
             seals,
             retired,
+            shredded,
         }))
     }
 

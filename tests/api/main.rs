@@ -6,12 +6,17 @@
 mod support;
 
 mod applications;
+mod audit;
+mod bad_input;
 mod connectors;
+mod console_e2e;
 mod email_codes;
 mod email_e2e;
 mod event_store;
 mod experience;
 mod history;
+mod limits;
+mod hooks;
 mod magic_links;
 mod management_auth;
 mod mfa;
@@ -21,7 +26,9 @@ mod one_time_tokens;
 mod organizations;
 mod pages_e2e;
 mod profiles;
+mod reliability;
 mod schemathesis;
+mod security_headers;
 mod sdk_e2e;
 mod sign_in_experience;
 mod signing_keys;

@@ -8,15 +8,30 @@
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
+use crate::mfa::code_now;
 use crate::oidc::{REDIRECT, app};
+use crate::social_oidc::{self, Downstream, Upstream, social_sign_in};
 use crate::support::{BOOTSTRAP_ID, Reply, TestServer};
 
 const PASSWORD: &str = "Correct-Horse-42";
 const USER_AGENT: &str = "profiles-tests/1.0";
 
-/// Signs `username` in to a new confidential application through the Experience API and
-/// redeems the code: the opaque access token an application would hold for the user.
-async fn access_token(server: &TestServer, username: &str, password: &str) -> String {
+/// A second factor to sign in with.
+enum SecondFactor<'a> {
+    /// A code of this TOTP secret.
+    Totp(&'a str),
+    BackupCode(&'a str),
+}
+
+/// Signs `username` in to a new confidential application through the Experience API (with
+/// `second_factor` when given) and redeems the code: the opaque access token an application
+/// would hold for the user.
+async fn access_token(
+    server: &TestServer,
+    username: &str,
+    password: &str,
+    second_factor: Option<SecondFactor<'_>>,
+) -> String {
     let (client_id, secret) = app(server, "Traditional").await;
     let browser = idledger::outbound::client_builder()
         .redirect(Policy::none())
@@ -60,6 +75,20 @@ async fn access_token(server: &TestServer, username: &str, password: &str) -> St
     )
     .await
     .expect(204);
+    let verification = match second_factor {
+        Some(SecondFactor::Totp(secret)) => Some(("totp", code_now(secret))),
+        Some(SecondFactor::BackupCode(code)) => Some(("backup-code", code.to_owned())),
+        None => None,
+    };
+    if let Some((kind, code)) = verification {
+        send(
+            reqwest::Method::POST,
+            &format!("/api/experience/verification/{kind}/verify"),
+            json!({ "code": code }),
+        )
+        .await
+        .expect(200);
+    }
     let submitted = send(reqwest::Method::POST, "/api/experience/submit", json!({})).await;
     let resume = submitted.expect(200)["redirectTo"]
         .as_str()
@@ -140,7 +169,7 @@ async fn users_write_only_the_custom_data_keys_the_policy_declares() {
         )
         .await;
     let id = user.expect(200)["id"].as_str().unwrap().to_owned();
-    let token = access_token(&server, "mallory", PASSWORD).await;
+    let token = access_token(&server, "mallory", PASSWORD, None).await;
 
     // The Account API knows its user by the token alone.
     let me = account(
@@ -776,10 +805,60 @@ fn replay_ok(server: &TestServer, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// An instance of its own: its own database and its own key-encryption key, so nothing sealed
+/// or keyed on another instance is readable or comparable here.
+const OTHER_KEK: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+/// The application redirect URI `social_oidc`'s visitor starts its sign-ins with.
+const APP_REDIRECT: &str = "https://app.example.com/callback";
+
+/// An instance whose users can sign in with `social_oidc`'s upstream connector.
+async fn instance(env: &[(&str, &str)]) -> Downstream {
+    let server = TestServer::start_with(env).await;
+    let (client_id, client_secret) = social_oidc::application(&server, APP_REDIRECT).await;
+    Downstream {
+        server,
+        client_id,
+        client_secret,
+    }
+}
+
+async fn total_users(server: &TestServer) -> String {
+    let listed = server.get("/api/users").await;
+    listed.header("total-number").unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
-    let source = TestServer::start().await;
-    let organization = references(&source).await;
+    // Three running instances, and an upstream OpenID provider all three trust.
+    let source_side = instance(&[]).await;
+    let target_side = instance(&[("IDLEDGER_KEK", OTHER_KEK)]).await;
+    let app_id_side = instance(&[("IDLEDGER_KEK", OTHER_KEK)]).await;
+    let upstream = Upstream::start(
+        &source_side.callback(),
+        json!({"username": "ada", "password": social_oidc::PASSWORD,
+               "primaryEmail": "lin@upstream.example", "name": "Lin"}),
+    )
+    .await;
+    upstream
+        .server
+        .patch(
+            &format!("/api/applications/{}", upstream.client_id),
+            json!({"oidcClientMetadata": {
+                "redirectUris": [source_side.callback(), target_side.callback(),
+                                 app_id_side.callback()],
+                "postLogoutRedirectUris": []}}),
+        )
+        .await
+        .expect(200);
+    for side in [&source_side, &target_side, &app_id_side] {
+        side.connect(upstream.config("client_secret_post"), json!({}))
+            .await
+            .expect(200);
+    }
+    let source = &source_side.server;
+    let target = &target_side.server;
+
+    let organization = references(source).await;
     let editor = source
         .get("/api/roles")
         .await
@@ -833,6 +912,31 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         )
         .await
         .expect(201);
+    // Ada has a second factor: a TOTP authenticator, and backup codes.
+    let totp = source
+        .post(
+            &format!("/api/users/{ada}/mfa-verifications"),
+            json!({"type": "Totp"}),
+        )
+        .await;
+    let totp_secret = totp.expect(200)["secret"].as_str().unwrap().to_owned();
+    let codes = source
+        .post(
+            &format!("/api/users/{ada}/mfa-verifications"),
+            json!({"type": "BackupCode"}),
+        )
+        .await;
+    let backup_code = codes.expect(200)["codes"][0].as_str().unwrap().to_owned();
+    let factors = source
+        .get(&format!("/api/users/{ada}/mfa-verifications"))
+        .await;
+    let factor_ids: Vec<Value> = factors
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].clone())
+        .collect();
     // A user whose digest was imported from elsewhere keeps it as it is.
     let sha = source
         .post(
@@ -849,11 +953,17 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         )
         .await
         .expect(200);
+    // Lin registers with the upstream provider and has no password here.
+    let lin = social_sign_in(&upstream, &source_side, "Register").await;
+    let lin_identity =
+        source.get(&format!("/api/users/{lin}")).await.body["identities"]["upstream"]["userId"]
+            .clone();
+    assert_eq!(lin_identity, upstream.user_id.as_str());
 
     let file = source.data_dir.join("users.jsonl");
     let file = file.to_str().unwrap();
     replay_ok(
-        &source,
+        source,
         &["export-users", "--out", file, "--operator", "auditor"],
     );
     let text = std::fs::read_to_string(file).unwrap();
@@ -862,13 +972,23 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines[0]["format"], "idledger.users");
-    assert_eq!(lines[0]["users"], 3);
+    assert_eq!(lines[0]["users"], 4);
     let ada_line = lines.iter().find(|l| l["id"] == ada.as_str()).unwrap();
     assert_eq!(ada_line["password"]["algorithm"], "Argon2id");
     assert_eq!(ada_line["roles"], json!(["editor"]));
     assert_eq!(
         ada_line["organizations"],
         json!([{"id": organization, "name": "Acme", "roles": ["member"]}])
+    );
+    assert_eq!(ada_line["mfa"][0]["type"], "Totp");
+    assert_eq!(ada_line["mfa"][0]["secret"], totp_secret.as_str());
+    assert_eq!(ada_line["mfa"][1]["type"], "BackupCode");
+    assert_eq!(
+        ada_line["mfa"][1]["unusedCodeHashes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
     );
     let exported = source
         .get("/api/logs?logKey=ManagementApi.User.Export")
@@ -879,14 +999,20 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
     );
     assert_eq!(exported.body[0]["payload"]["format"], "idledger");
 
-    // The second instance has the same role and organization names, not the same ids.
-    let target = TestServer::start().await;
-    let target_organization = references(&target).await;
+    // The second instance has the same role and organization names, not the same ids, nor
+    // the same keys.
+    let target_organization = references(target).await;
     assert_ne!(target_organization, organization);
     let before = target.events().await.len();
-    let summary = replay_ok(&target, &["import-users", file, "--operator", "auditor"]);
+    let summary = replay_ok(target, &["import-users", file, "--operator", "auditor"]);
     assert!(
-        summary.starts_with("created 3, skipped 0, refused 0 of 3 user(s)"),
+        summary.starts_with("created 4, skipped 0, refused 0 of 4 user(s)"),
+        "{summary}"
+    );
+    // Backup code hashes verify only under the key that made them: they stay behind, and
+    // the summary says for whom.
+    assert!(
+        summary.contains("backup codes left behind for 1 user(s)") && summary.contains(&ada),
         "{summary}"
     );
     let imported = target.get(&format!("/api/users/{ada}")).await;
@@ -894,6 +1020,12 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
     assert_eq!(user["identities"]["google"]["userId"], "g-1001");
     assert_eq!(user["profile"], json!({"givenName": "ada"}));
     assert_eq!(user["hasPassword"], true);
+    let moved_factors = target
+        .get(&format!("/api/users/{ada}/mfa-verifications"))
+        .await;
+    assert_eq!(moved_factors.expect(200).as_array().unwrap().len(), 1);
+    assert_eq!(moved_factors.body[0]["type"], "Totp");
+    assert_eq!(moved_factors.body[0]["id"], factor_ids[0]);
     let roles = target.get(&format!("/api/users/{ada}/roles")).await;
     assert_eq!(roles.expect(200)[0]["name"], "editor");
     let orgs = target.get(&format!("/api/users/{ada}/organizations")).await;
@@ -910,12 +1042,27 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         .collect::<Vec<_>>();
     assert_eq!(
         created,
-        vec![("admin".to_owned(), Some("replay:auditor".to_owned())); 3]
+        vec![("admin".to_owned(), Some("replay:auditor".to_owned())); 4]
     );
+    let imported_logs = target
+        .get("/api/logs?logKey=ManagementApi.User.Import")
+        .await;
+    assert_eq!(
+        imported_logs.expect(200)[0]["payload"]["actor"]["id"],
+        "replay:auditor"
+    );
+    assert_eq!(imported_logs.body[0]["payload"]["created"], 4);
 
-    // The same people sign in there with the same passwords.
-    access_token(&target, "ada", PASSWORD).await;
-    access_token(&target, "hedy", PASSWORD).await;
+    // The same people sign in there: with their passwords (and Ada's authenticator, whose
+    // secret was re-sealed under this instance's key), and Lin with the upstream provider.
+    access_token(
+        target,
+        "ada",
+        PASSWORD,
+        Some(SecondFactor::Totp(&totp_secret)),
+    )
+    .await;
+    access_token(target, "hedy", PASSWORD, None).await;
     let verify = target
         .post(
             &format!("/api/users/{hedy}/password/verify"),
@@ -923,12 +1070,18 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         )
         .await;
     verify.expect_error(422, "session.invalid_credentials");
+    assert_eq!(social_sign_in(&upstream, &target_side, "SignIn").await, lin);
+    assert_eq!(
+        total_users(target).await,
+        "4",
+        "Lin signed in, no one registered"
+    );
 
     // Again: nothing changes but the record of the run.
     let before = target.events().await.len();
-    let again = replay_ok(&target, &["import-users", file, "--operator", "auditor"]);
+    let again = replay_ok(target, &["import-users", file, "--operator", "auditor"]);
     assert!(
-        again.starts_with("created 0, skipped 3, refused 0"),
+        again.starts_with("created 0, skipped 4, refused 0"),
         "{again}"
     );
     let appended: Vec<String> = target.events().await[before..]
@@ -937,7 +1090,9 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         .collect();
     assert_eq!(appended, ["user_transfer.imported"]);
 
-    // An export naming a role the target lacks imports nothing.
+    // An export naming a role the target lacks imports nothing. Once the role exists, the
+    // import goes through; this instance shares the source's key, so Ada's unused backup
+    // codes come along and work.
     let third = TestServer::start().await;
     third
         .post("/api/organizations", json!({"name": "Acme"}))
@@ -958,15 +1113,53 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         .map(|e| e.event_type.clone())
         .collect();
     assert_eq!(appended, ["user_transfer.import_refused"]);
-    assert_eq!(
-        third.get("/api/users").await.header("total-number"),
-        Some("0")
+    assert_eq!(total_users(&third).await, "0");
+    third
+        .post(
+            "/api/roles",
+            json!({"name": "editor", "description": "edits"}),
+        )
+        .await
+        .expect(200);
+    let summary = replay_ok(&third, &["import-users", file, "--operator", "auditor"]);
+    assert!(
+        summary.starts_with("created 4, skipped 0, refused 0 of 4 user(s)")
+            && !summary.contains("backup codes"),
+        "{summary}"
     );
+    let carried = third
+        .get(&format!("/api/users/{ada}/mfa-verifications"))
+        .await;
+    let carried_codes = carried
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["type"] == "BackupCode")
+        .unwrap();
+    assert_eq!(carried_codes["remainCodes"], 10);
+    access_token(
+        &third,
+        "ada",
+        PASSWORD,
+        Some(SecondFactor::BackupCode(&backup_code)),
+    )
+    .await;
+    third.assert_replay_check();
 
-    // App ID's export from one instance imports into another the same way (no passwords in
-    // App ID's shape), with ids and identity ids kept.
+    // App ID's export from one instance imports into another through App ID's routes (no
+    // passwords in App ID's shape), with ids and identity ids kept; Lin signs in there with
+    // the upstream provider; a re-run changes nothing; a missing role imports nothing.
     let app_id = source.get("/management/v4/default/users/export").await;
-    let fourth = TestServer::start().await;
+    let app_id = app_id.expect(200).clone();
+    assert_eq!(app_id["totalResults"], 4);
+    let fourth = &app_id_side.server;
+    let refused = fourth
+        .post("/management/v4/default/users/import", app_id.clone())
+        .await;
+    refused.expect_error(422, "user.import_references_missing");
+    assert_eq!(refused.body["data"]["missingRoles"], json!(["editor"]));
+    assert_eq!(total_users(fourth).await, "0");
     fourth
         .post(
             "/api/roles",
@@ -975,17 +1168,55 @@ async fn a_tenants_users_move_to_a_second_instance_and_sign_in_there() {
         .await
         .expect(200);
     let summary = fourth
-        .post(
-            "/management/v4/default/users/import",
-            app_id.expect(200).clone(),
-        )
+        .post("/management/v4/default/users/import", app_id.clone())
         .await;
-    assert_eq!(summary.expect(200)["created"], 3);
+    assert_eq!(summary.expect(200)["created"], 4, "{}", summary.body);
     let moved = fourth
         .get(&format!("/management/v4/default/users/{ada}/profile"))
         .await;
     assert_eq!(moved.expect(200)["identities"][0]["id"], "g-1001");
     assert_eq!(moved.body["roles"], json!(["editor"]));
+    let lin_there = fourth
+        .get(&format!("/management/v4/default/users/{lin}/profile"))
+        .await;
+    assert_eq!(
+        lin_there.expect(200)["identities"][0],
+        json!({"provider": "upstream", "id": lin_identity,
+               "idpUserInfo": source.get(&format!("/api/users/{lin}")).await.body
+                   ["identities"]["upstream"]["details"]})
+    );
+    assert_eq!(social_sign_in(&upstream, &app_id_side, "SignIn").await, lin);
+    let again = fourth
+        .post("/management/v4/default/users/import", app_id)
+        .await;
+    assert_eq!(
+        (&again.expect(200)["created"], &again.body["skipped"]),
+        (&json!(0), &json!(4))
+    );
+    assert_eq!(total_users(fourth).await, "4");
+    let runs = fourth
+        .get("/api/logs?logKey=ManagementApi.User.Import")
+        .await;
+    let runs: Vec<(Value, Value)> = runs
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["payload"]["result"].clone(),
+                e["payload"]["actor"]["id"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (json!("Success"), json!(BOOTSTRAP_ID)),
+            (json!("Success"), json!(BOOTSTRAP_ID)),
+            (json!("Error"), json!(BOOTSTRAP_ID))
+        ]
+    );
     target.assert_replay_check();
     fourth.assert_replay_check();
 }

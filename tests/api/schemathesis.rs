@@ -21,38 +21,9 @@ fn schemathesis() -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn the_application_routes_survive_generated_requests() {
-    let server = TestServer::start().await;
-    let token = server.token().await;
-    let output = Command::new(schemathesis())
-        .arg("run")
-        .arg(server.url("/api/swagger.json"))
-        .args(["--url", &server.base])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args(["--include-path-regex", "^/api/applications"])
-        .args([
-            "--checks",
-            "not_a_server_error,response_schema_conformance,status_code_conformance",
-        ])
-        .args([
-            "--max-examples",
-            "40",
-            "--workers",
-            "2",
-            "--seed",
-            "20261123",
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run schemathesis");
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "schemathesis found failures:\n{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // "  1538 generated, 1538 passed"
+/// What one schemathesis run printed: `(generated, passed)` from its summary line
+/// ("  1538 generated, 1538 passed").
+fn case_counts(report: &str) -> (u64, u64) {
     let counts: Vec<u64> = report
         .lines()
         .find(|line| line.contains(" generated, "))
@@ -60,8 +31,81 @@ async fn the_application_routes_survive_generated_requests() {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
         .collect();
+    match counts[..] {
+        [generated, passed, ..] => (generated, passed),
+        _ => (0, 0),
+    }
+}
+
+/// Runs schemathesis against the server's own document with a Management API token:
+/// `paths` selects operations by regular expression, `max_examples` per operation.
+async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u64, String) {
+    let token = server.token().await;
+    let mut command = Command::new(schemathesis());
+    command
+        .arg("run")
+        .arg(server.url("/api/swagger.json"))
+        .args(["--url", &server.base])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance",
+        ])
+        .args(["--max-examples", &max_examples.to_string()])
+        .args(["--workers", "2", "--seed", "20261123"])
+        .env("NO_COLOR", "1");
+    if let Some(paths) = paths {
+        command.args(["--include-path-regex", paths]);
+    }
+    let output = command.output().expect("run schemathesis");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
-        counts.len() == 2 && counts[0] == counts[1] && counts[0] >= 500,
-        "expected hundreds of cases, all passed: {report}"
+        output.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    let (generated, passed) = case_counts(&report);
+    assert_eq!(generated, passed, "every generated case passes: {report}");
+    (generated, report)
+}
+
+#[tokio::test]
+async fn the_application_routes_survive_generated_requests() {
+    let server = TestServer::start().await;
+    let (generated, report) = run(&server, Some("^/api/applications"), 40).await;
+    assert!(generated >= 500, "expected hundreds of cases: {report}");
+}
+
+/// Every documented operation. The suite runs a bounded number of examples per operation;
+/// `SCHEMATHESIS_MAX_EXAMPLES=100` gives the ≥ 10 000-case run the README reports.
+#[tokio::test]
+async fn the_whole_management_api_survives_generated_requests() {
+    let server = TestServer::start().await;
+    let max_examples: u32 = std::env::var("SCHEMATHESIS_MAX_EXAMPLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8);
+    let operations = documented_operations(&server).await;
+    let (generated, report) = run(&server, None, max_examples).await;
+    assert!(
+        report.contains(&format!("{operations} selected"))
+            || report.contains(&format!("{operations} total")),
+        "every one of the {operations} documented operations is tested: {report}"
+    );
+    assert!(
+        generated >= u64::from(max_examples) * operations as u64 / 2,
+        "expected about {max_examples} cases per operation: {report}"
+    );
+    println!("{report}");
+}
+
+async fn documented_operations(server: &TestServer) -> usize {
+    let document = server.get("/api/swagger.json").await;
+    let document = document.expect(200);
+    document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().expect("path item").len())
+        .sum()
 }

@@ -156,6 +156,20 @@ pub struct TestServer {
     child: Child,
     env: Vec<(String, String)>,
     token: tokio::sync::OnceCell<String>,
+    location: Location,
+}
+
+/// Where a test server's database lives.
+#[derive(Clone)]
+enum Location {
+    /// A database of the suite's shared cluster, by name (`TestServer::database`).
+    Shared,
+    /// Any PostgreSQL database, given as `DATABASE_URL`.
+    Url(String),
+    /// The server's own managed cluster under its data folder (no `DATABASE_URL`), as
+    /// `idledger serve` runs by default; the server runs in its own process group, so the
+    /// cluster can be killed along with it.
+    Managed,
 }
 
 impl TestServer {
@@ -167,11 +181,38 @@ impl TestServer {
     pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
         let database = fresh_database().await;
         let data_dir = shared().run_dir.join(format!("server-{database}"));
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let (child, base, endpoint) = spawn_server(&database, &data_dir, &env);
+        TestServer::spawn(database, data_dir, owned(env), Location::Shared)
+    }
+
+    /// Starts a server with its own managed PostgreSQL cluster (initialised on first start).
+    pub async fn start_managed(env: &[(&str, &str)]) -> TestServer {
+        let name = format!("managed-{}", NEXT_DB.fetch_add(1, Ordering::SeqCst));
+        TestServer::spawn(
+            idledger::app::DATABASE.to_owned(),
+            run_dir(&name),
+            owned(env),
+            Location::Managed,
+        )
+    }
+
+    /// Starts a server on the database at `url`, whose cluster the test controls.
+    pub async fn start_on(url: &str, env: &[(&str, &str)]) -> TestServer {
+        let name = format!("on-url-{}", NEXT_DB.fetch_add(1, Ordering::SeqCst));
+        TestServer::spawn(
+            name.clone(),
+            run_dir(&name),
+            owned(env),
+            Location::Url(url.to_owned()),
+        )
+    }
+
+    fn spawn(
+        database: String,
+        data_dir: PathBuf,
+        env: Vec<(String, String)>,
+        location: Location,
+    ) -> TestServer {
+        let (child, base, endpoint) = launch(&location, &database, &data_dir, &env);
         TestServer {
             base,
             endpoint,
@@ -181,7 +222,38 @@ impl TestServer {
             child,
             env,
             token: tokio::sync::OnceCell::new(),
+            location,
         }
+    }
+
+    /// Starts the binary again once the old process is gone, and forgets the old process's
+    /// token: tokens name the old endpoint as their issuer.
+    fn start_process(&mut self) {
+        let _ = self.child.wait();
+        let (child, base, endpoint) =
+            launch(&self.location, &self.database, &self.data_dir, &self.env);
+        self.child = child;
+        self.base = base;
+        self.endpoint = endpoint;
+        self.token = tokio::sync::OnceCell::new();
+    }
+
+    /// SIGKILLs the server and everything in its process group (its managed PostgreSQL), as
+    /// a power cut would kill them, then starts it again on the same data folder.
+    pub fn restart_after_killing_the_group(&mut self) {
+        assert!(
+            matches!(self.location, Location::Managed),
+            "only a managed server has a process group of its own"
+        );
+        let group = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL)
+            .expect("kill the server's process group");
+        self.start_process();
+    }
+
+    /// Everything the server process wrote to stdout (its JSON log), across restarts.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
     }
 
     /// A second node on the same database, behind the same public endpoint.
@@ -189,7 +261,7 @@ impl TestServer {
         let data_dir = self.data_dir.with_extension("node2");
         let mut env = self.env.clone();
         env.push(("ENDPOINT".to_owned(), self.endpoint.clone()));
-        let (child, base, _) = spawn_server(&self.database, &data_dir, &env);
+        let (child, base, _) = spawn_server(Some(&self.database_url()), &data_dir, &env, false);
         Node { base, child }
     }
 
@@ -201,13 +273,7 @@ impl TestServer {
     /// directory; it listens on a new port.
     pub fn restart(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
-        let (child, base, endpoint) = spawn_server(&self.database, &self.data_dir, &self.env);
-        self.child = child;
-        self.base = base;
-        self.endpoint = endpoint;
-        // Tokens name the old endpoint as their issuer.
-        self.token = tokio::sync::OnceCell::new();
+        self.start_process();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,7 +281,13 @@ impl TestServer {
     }
 
     pub fn database_url(&self) -> String {
-        database_url(&self.database)
+        match &self.location {
+            Location::Shared => database_url(&self.database),
+            Location::Url(url) => url.clone(),
+            Location::Managed => {
+                idledger::postgres::url_in(&self.data_dir, idledger::app::DATABASE)
+            }
+        }
     }
 
     pub async fn db(&self) -> tokio_postgres::Client {
@@ -312,12 +384,18 @@ impl TestServer {
             .collect()
     }
 
-    /// Runs the replay CLI against this server's database.
+    /// Runs the replay CLI against this server's database, with the server's KEK (the test
+    /// one unless it was started with an `IDLEDGER_KEK` of its own, as an independent instance).
     pub fn replay(&self, args: &[&str]) -> std::process::Output {
+        let kek = self
+            .env
+            .iter()
+            .find(|(key, _)| key == "IDLEDGER_KEK")
+            .map_or(KEK, |(_, value)| value.as_str());
         Command::new(replay_binary())
             .args(args)
             .env("DATABASE_URL", self.database_url())
-            .env("IDLEDGER_KEK", KEK)
+            .env("IDLEDGER_KEK", kek)
             .env("IDLEDGER_DATA_DIR", &self.data_dir)
             .output()
             .expect("run replay")
@@ -427,17 +505,49 @@ fn replay_binary() -> PathBuf {
     path
 }
 
-/// Starts the binary; returns the process, its base URL and its public endpoint.
-fn spawn_server(
+fn launch(
+    location: &Location,
     database: &str,
     data_dir: &Path,
     env: &[(String, String)],
 ) -> (Child, String, String) {
+    match location {
+        Location::Shared => spawn_server(Some(&database_url(database)), data_dir, env, false),
+        Location::Url(url) => spawn_server(Some(url), data_dir, env, false),
+        Location::Managed => spawn_server(None, data_dir, env, true),
+    }
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A folder of its own under this test run's folder (removed with the run's).
+pub fn run_dir(name: &str) -> PathBuf {
+    shared().run_dir.join(name)
+}
+
+/// Starts the binary; returns the process, its base URL and its public endpoint. Without a
+/// database URL the server runs its managed cluster under `data_dir`.
+fn spawn_server(
+    database_url: Option<&str>,
+    data_dir: &Path,
+    env: &[(String, String)],
+    own_group: bool,
+) -> (Child, String, String) {
+    use std::os::unix::process::CommandExt;
     let _ = std::fs::create_dir_all(data_dir);
     let mut command = Command::new(server_binary());
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    if own_group {
+        command.process_group(0);
+    }
     command
         .arg("serve")
-        .env("DATABASE_URL", database_url(database))
         .env("PORT", "0")
         .env("IDLEDGER_BIND", "127.0.0.1")
         .env("IDLEDGER_KEK", KEK)
@@ -456,7 +566,12 @@ fn spawn_server(
     let (sender, receiver) = std::sync::mpsc::channel();
     let log_path = data_dir.join("server.log");
     std::thread::spawn(move || {
-        let mut log = std::fs::File::create(&log_path).ok();
+        // Appended, so a restarted server's log follows its predecessor's.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .ok();
         let mut sender = Some(sender);
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(log) = &mut log {
@@ -590,4 +705,27 @@ impl TestServer {
         })
         .collect()
     }
+}
+
+/// `pg_ctl stop -m <mode>` (`fast` or `immediate`) for the cluster `Cluster::start` runs under
+/// `dir`, as the user the cluster runs as.
+pub fn pg_ctl_stop(dir: &Path, mode: &str) {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(pg_bin("pg_ctl"));
+    command
+        .args(["stop", "-w", "-m", mode, "-D"])
+        .arg(dir.join("postgres"));
+    if nix::unistd::Uid::effective().is_root() {
+        let user = nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("a postgres user");
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+    let output = command.output().expect("run pg_ctl");
+    assert!(
+        output.status.success(),
+        "pg_ctl stop -m {mode}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -645,6 +645,8 @@ async fn identities_roles_and_personal_access_tokens() {
         )
         .await
         .expect_error(422, "user.identity_already_in_use");
+    // hal keeps no other way in (a username without a password), yet Logto's Management API
+    // removes the identity: only the Account API refuses the last sign-in method.
     let removed = server.delete(&format!("{base}/identities/github")).await;
     assert_eq!(removed.expect(200)["identities"], json!({}));
     server

@@ -440,6 +440,18 @@ impl<'a> Experience<'a> {
         Ok((recorded.kind, recorded.user_id))
     }
 
+    /// Whether a social identity was verified in this interaction.
+    fn verified_socially(&self) -> bool {
+        self.interaction
+            .verifications
+            .as_object()
+            .is_some_and(|recorded| {
+                recorded
+                    .values()
+                    .any(|v| v["kind"] == VerificationKind::Social.as_str())
+            })
+    }
+
     /// `POST /api/experience/identification`.
     pub async fn identify(
         &mut self,
@@ -690,7 +702,14 @@ impl<'a> Experience<'a> {
         // Logto's order: the second factor held, the profile, then what the policy asks to
         // enrol.
         self.guard_mfa(&user).await?;
-        rules::guard_profile(&self.config, held(&user))?;
+        let waived = self.config.social_sign_in.skip_required_identifiers == Some(true)
+            && self.verified_socially();
+        let held = if waived {
+            held(&user).waiving_identifiers()
+        } else {
+            held(&user)
+        };
+        rules::guard_profile(&self.config, held)?;
         if let Some(owed) = self.mfa_pending(&user).await?.error() {
             return Err(owed);
         }

@@ -197,6 +197,20 @@ pub struct Held {
     pub password: bool,
 }
 
+impl Held {
+    /// Logto's `socialSignIn.skipRequiredIdentifiers`: a person who came with a social
+    /// identity is not asked for the sign-up identifiers the provider did not vouch for (the
+    /// password stays demanded, which the identity stands in for anyway).
+    pub fn waiving_identifiers(self) -> Held {
+        Held {
+            username: true,
+            email: true,
+            phone: true,
+            ..self
+        }
+    }
+}
+
 /// Logto's `getMissingUserProfile` over `getMandatoryUserProfileBySignUpMethods`, in its order.
 pub fn missing_profile(config: &SignInExperience, held: Held) -> Vec<&'static str> {
     let sign_up = &config.sign_up;
@@ -345,6 +359,21 @@ mod tests {
         assert_eq!(
             error.data.unwrap()["missingProfile"],
             json!(["emailOrPhone"])
+        );
+    }
+
+    #[test]
+    fn skipping_required_identifiers_still_wants_a_password() {
+        let config = SignInExperience::default();
+        let social = Held {
+            password: true,
+            ..Held::default()
+        };
+        assert_eq!(missing_profile(&config, social), ["username"]);
+        assert!(missing_profile(&config, social.waiving_identifiers()).is_empty());
+        assert_eq!(
+            missing_profile(&config, Held::default().waiving_identifiers()),
+            ["password"]
         );
     }
 

@@ -4,6 +4,7 @@
 
 mod appid;
 pub mod applications;
+pub mod audit;
 mod configs;
 mod connectors;
 pub mod custom_data_policy;
@@ -124,6 +125,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(connectors::routes())
         .merge(verification_codes::routes())
         .merge(events::routes())
+        .merge(audit::routes())
         .merge(hooks::routes())
 }
 

@@ -152,8 +152,10 @@ pub async fn authorize_get(
     jar: CookieJar,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = Params::from_query(query.as_deref().unwrap_or_default());
-    authorize(&state, &context, jar, params).await
+    match Params::from_query(query.as_deref().unwrap_or_default()) {
+        Ok(params) => authorize(&state, &context, jar, params).await,
+        Err(error) => page_error(&format!("oidc.{}", error.error), &error.description),
+    }
 }
 
 /// Logto converts a POSTed authorization request into the GET one.

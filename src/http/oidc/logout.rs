@@ -41,8 +41,10 @@ pub async fn end_session_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = Params::from_query(query.as_deref().unwrap_or_default());
-    confirm_page(&state, &jar, &headers, &params).await
+    match Params::from_query(query.as_deref().unwrap_or_default()) {
+        Ok(params) => confirm_page(&state, &jar, &headers, &params).await,
+        Err(error) => bad(&error.description),
+    }
 }
 
 pub async fn end_session_post(

@@ -10,12 +10,13 @@ use super::error::OidcError;
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub fn from_query(query: &str) -> Params {
+    pub fn from_query(query: &str) -> Result<Params, OidcError> {
         Params(
             form_urlencoded::parse(query.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         )
+        .checked()
     }
 
     pub fn from_body(headers: &HeaderMap, body: &[u8]) -> Result<Params, OidcError> {
@@ -61,7 +62,7 @@ impl Params {
         {
             let text = std::str::from_utf8(body)
                 .map_err(|_| OidcError::invalid_request("the request body is not UTF-8"))?;
-            return Params::from_query(text).checked();
+            return Params::from_query(text);
         }
         Err(OidcError::invalid_request(
             "only application/x-www-form-urlencoded or application/json content is accepted",

@@ -104,6 +104,14 @@ pub async fn userinfo(
     let from_body = Params::from_body(&headers, &body)
         .ok()
         .and_then(|p| p.single("access_token").ok().flatten().map(str::to_owned));
+    // RFC 6750 §2: a client must not use more than one method to send the token.
+    if from_header.is_some() && from_body.is_some() {
+        return bearer_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "access token must only be provided using one mechanism",
+        );
+    }
     let Some(token) = from_header.or(from_body) else {
         return bearer_error(
             StatusCode::BAD_REQUEST,

@@ -3,7 +3,7 @@
 
 mod consent;
 mod experience;
-mod locale;
+pub(crate) mod locale;
 pub mod sign_out;
 
 use axum::Router;
@@ -47,7 +47,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     harden((status, Html(html)).into_response())
 }
 
-/// The headers every page carries: the CSP, no caching, no framing, no MIME sniffing.
+/// The headers every page carries: the CSP, no caching, no framing, no MIME sniffing, and no
+/// `Referer` (page URLs carry interaction and one-time-token parameters).
 pub fn harden(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
@@ -59,6 +60,10 @@ pub fn harden(mut response: Response) -> Response {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
     response
 }

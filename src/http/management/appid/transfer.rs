@@ -306,7 +306,7 @@ async fn import_users(
     let metadata = context.metadata(caller.actor);
     let planned = {
         let db = state.store.pool().get().await?;
-        transfer::plan(&db, records, TransferFormat::AppId).await
+        transfer::plan(&db, state.store.keyring(), records, TransferFormat::AppId).await
     };
     let plan = match planned {
         Err(TransferError::Missing(missing)) => {

@@ -357,6 +357,7 @@ async fn user(
             params,
         ),
         UserEvent::PasswordRehashed(_)
+        | UserEvent::Erased {}
         | UserEvent::CustomDataChangeRefused { .. }
         | UserEvent::IdentityLinked { .. }
         | UserEvent::IdentityUnlinked { .. }

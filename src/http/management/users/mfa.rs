@@ -48,6 +48,13 @@ pub fn backup_code_hash(state: &AppState, user_id: &str, code: &str) -> String {
     )
 }
 
+/// Names the key backup codes are hashed with, without revealing it: two instances whose ids
+/// agree hash codes alike, so a user's unused code hashes can move between them
+/// (`crate::transfer`). The input has no newline, so it is never a code's (`<user id>\n<code>`).
+pub fn backup_code_key_id(keyring: &crate::crypto::Keyring) -> String {
+    keyring.lookup_hash(BACKUP_CODE_HASH_KIND, "key id")
+}
+
 /// Logto's `getUserDisplayName`, the account name authenticator apps show.
 pub fn display_name(user: &UserRow) -> String {
     user.username

@@ -1,6 +1,7 @@
 //! `/api/users` (Logto §2): users, their profile and suspension. Sub-resources live in the
 //! sibling files: password, identities, roles, personal access tokens, organizations.
 
+mod erasure;
 mod history;
 mod identities;
 pub mod mfa;
@@ -44,6 +45,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(organizations::routes())
         .merge(sessions::routes())
         .merge(history::routes())
+        .merge(erasure::routes())
 }
 
 /// Logto's user object ("UserProfileResponse").
@@ -533,6 +535,27 @@ async fn delete_user(
     context: RequestContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    depart(
+        &state,
+        caller,
+        &context,
+        &id,
+        UserCommand::Delete,
+        "user deleted",
+    )
+    .await
+}
+
+/// Deletion and erasure: the user's command, with their tokens and sessions, in one unit of
+/// work. Nobody removes themselves.
+async fn depart(
+    state: &AppState,
+    caller: Caller,
+    context: &RequestContext,
+    id: &str,
+    command: UserCommand,
+    reason: &str,
+) -> Result<StatusCode, ApiError> {
     if caller.subject == id {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -543,16 +566,16 @@ async fn delete_user(
     // Tokens and sessions go with the user, in the same unit of work.
     let unit = {
         let db = state.store.pool().get().await?;
-        let unit = Unit::new().then::<User>(&id, UserCommand::Delete);
+        let unit = Unit::new().then::<User>(id, command);
         // Stored social tokens go with the user too.
         let unit = crate::connectors::token_vault::erase_for_user(
             &db,
             unit,
-            &id,
+            id,
             domain::token_set::ErasureReason::UserDeleted,
         )
         .await?;
-        sessions::sign_out_everywhere(&db, unit, &id, context.now_ms(), "user deleted").await?
+        sessions::sign_out_everywhere(&db, unit, id, context.now_ms(), reason).await?
     };
     state
         .store

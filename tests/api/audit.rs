@@ -1,0 +1,411 @@
+//! Tamper evidence (the hash chain, signed checkpoints, `replay verify`) and erasure by
+//! crypto-shredding (`POST /api/users/:id/erase`), on the real log written by the server.
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// `replay verify`'s standard output and exit code.
+fn verify(server: &TestServer) -> (Option<i32>, Vec<String>) {
+    let output = server.replay(&["verify"]);
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (output.status.code(), lines)
+}
+
+fn assert_verifies(server: &TestServer) {
+    let (code, lines) = verify(server);
+    assert_eq!(code, Some(0), "verify failed: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("verified: ")),
+        "{lines:?}"
+    );
+}
+
+/// Verify fails and its first finding is at `position`, saying `what`.
+fn assert_first_finding(server: &TestServer, position: i64, what: &str) {
+    let (code, lines) = verify(server);
+    assert_eq!(code, Some(1), "verify should fail: {lines:?}");
+    let first = lines.first().cloned().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("position {position}: ")) && first.contains(what),
+        "first finding should name position {position} ({what}): {lines:?}"
+    );
+}
+
+async fn create_people(server: &TestServer, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let created = server
+            .post(
+                "/api/users",
+                json!({
+                    "username": format!("person{i}"),
+                    "primaryEmail": format!("person{i}.secret@example.com"),
+                    "primaryPhone": format!("1555000{i:04}"),
+                    "name": format!("Hedwig Quarrington {i}"),
+                }),
+            )
+            .await;
+        ids.push(created.expect(200)["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Runs `statement` with the append-only trigger off, as someone with the database would.
+async fn tamper(server: &TestServer, statement: &str) {
+    let db = server.db().await;
+    db.batch_execute(&format!(
+        "ALTER TABLE events DISABLE TRIGGER events_append_only; {statement}; \
+         ALTER TABLE events ENABLE TRIGGER events_append_only;"
+    ))
+    .await
+    .unwrap();
+}
+
+async fn position_of(server: &TestServer, stream_id: &str, event_type: &str) -> i64 {
+    server
+        .db()
+        .await
+        .query_one(
+            "SELECT position FROM events WHERE stream_id = $1 AND event_type = $2",
+            &[&stream_id, &event_type],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn verify_names_the_position_of_an_altered_byte_a_deleted_event_and_swapped_events() {
+    let server = TestServer::start().await;
+    let ids = create_people(&server, 4).await;
+    server
+        .patch(
+            &format!("/api/users/{}", ids[1]),
+            json!({"name": "Renamed"}),
+        )
+        .await
+        .expect(200);
+    assert_verifies(&server);
+
+    // Every appended event carries a 32-byte hash, and the head holds the last one.
+    let db = server.db().await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE length(hash) = 32), count(*), \
+             (SELECT hash FROM event_head) = (SELECT hash FROM events ORDER BY position DESC LIMIT 1) \
+             FROM events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), row.get::<_, i64>(1));
+    assert!(row.get::<_, bool>(2));
+
+    // One flipped bit of a sealed personal part (ciphertext, as stored).
+    let altered = position_of(&server, &ids[1], "user.created").await;
+    let flip = format!(
+        "UPDATE events SET personal = set_byte(personal, 20, get_byte(personal, 20) # 1) \
+         WHERE position = {altered}"
+    );
+    tamper(&server, &flip).await;
+    assert_first_finding(&server, altered, "altered");
+    tamper(&server, &flip).await;
+    assert_verifies(&server);
+
+    // A plain payload value changed.
+    let renamed = position_of(&server, &ids[1], "user.updated").await;
+    tamper(
+        &server,
+        &format!(
+            "UPDATE events SET occurred_at = occurred_at + interval '1 microsecond' \
+             WHERE position = {renamed}"
+        ),
+    )
+    .await;
+    assert_first_finding(&server, renamed, "altered");
+    tamper(
+        &server,
+        &format!(
+            "UPDATE events SET occurred_at = occurred_at - interval '1 microsecond' \
+             WHERE position = {renamed}"
+        ),
+    )
+    .await;
+    assert_verifies(&server);
+
+    // A deleted event.
+    let deleted = position_of(&server, &ids[2], "user.created").await;
+    tamper(
+        &server,
+        &format!(
+            "CREATE TABLE kept AS SELECT * FROM events WHERE position = {deleted}; \
+             DELETE FROM events WHERE position = {deleted}"
+        ),
+    )
+    .await;
+    assert_first_finding(&server, deleted, "missing");
+    tamper(
+        &server,
+        "INSERT INTO events SELECT * FROM kept; DROP TABLE kept",
+    )
+    .await;
+    assert_verifies(&server);
+
+    // Two events of different streams swapped.
+    let (a, b) = (
+        position_of(&server, &ids[0], "user.created").await,
+        position_of(&server, &ids[3], "user.created").await,
+    );
+    assert!(a < b);
+    tamper(
+        &server,
+        &format!(
+            "UPDATE events SET position = -1 WHERE position = {a}; \
+             UPDATE events SET position = {a} WHERE position = {b}; \
+             UPDATE events SET position = {b} WHERE position = -1"
+        ),
+    )
+    .await;
+    assert_first_finding(&server, a, &format!("recorded at position {b} (reordered)"));
+}
+
+#[tokio::test]
+async fn a_signed_checkpoint_catches_a_log_rewritten_with_fresh_hashes() {
+    let server = TestServer::start().await;
+    create_people(&server, 2).await;
+
+    let recorded = server.post("/api/audit/checkpoints", json!({})).await;
+    let checkpoint = recorded.expect(201).clone();
+    let head: i64 = server
+        .db()
+        .await
+        .query_one("SELECT position FROM event_head", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(checkpoint["position"], json!(head));
+    assert_eq!(
+        checkpoint["recordedBy"],
+        json!(format!("app:{BOOTSTRAP_ID}"))
+    );
+    // The same head is signed once.
+    let again = server.post("/api/audit/checkpoints", json!({})).await;
+    assert_eq!(again.expect(200)["signature"], checkpoint["signature"]);
+    let listed = server.get("/api/audit/checkpoints").await;
+    assert_eq!(listed.expect(200).as_array().unwrap().len(), 1);
+    assert_verifies(&server);
+
+    // Someone who knows the algorithm rewrites the last event's hash (and the head's) so the
+    // chain is consistent again: only the signed checkpoint still knows better.
+    let db = server.db().await;
+    let forged: Vec<u8> = vec![9; 32];
+    db.batch_execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+        .await
+        .unwrap();
+    db.execute(
+        "UPDATE events SET hash = $1 WHERE position = $2",
+        &[&forged, &head],
+    )
+    .await
+    .unwrap();
+    db.execute("UPDATE event_head SET hash = $1", &[&forged])
+        .await
+        .unwrap();
+    let (code, lines) = verify(&server);
+    assert_eq!(code, Some(1));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("position {head}: the log's hash differs"))),
+        "{lines:?}"
+    );
+
+    // A forged signature is named too.
+    db.execute(
+        "UPDATE chain_checkpoints SET signature = set_byte(signature, 0, get_byte(signature, 0) # 1)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let (_, lines) = verify(&server);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("position {head}: checkpoint signature"))),
+        "{lines:?}"
+    );
+}
+
+/// Every occurrence of the people's personal values in `text`.
+fn leaks<'a>(text: &str, values: &'a [String]) -> Vec<&'a str> {
+    values
+        .iter()
+        .filter(|v| text.contains(v.as_str()))
+        .map(String::as_str)
+        .collect()
+}
+
+fn personal_values(i: usize) -> Vec<String> {
+    vec![
+        format!("person{i}.secret@example.com"),
+        format!("1555000{i:04}"),
+        format!("Hedwig Quarrington {i}"),
+        format!("person{i}"),
+    ]
+}
+
+fn dump(server: &TestServer) -> String {
+    let output = std::process::Command::new(pg_bin("pg_dump"))
+        .arg("--dbname")
+        .arg(server.database_url())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn replay_out(server: &TestServer, args: &[&str]) -> String {
+    let output = server.replay(args);
+    assert!(
+        output.status.success(),
+        "replay {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_chain() {
+    let server = TestServer::start().await;
+    let ids = create_people(&server, 2).await;
+    let (erased, kept) = (&ids[0], &ids[1]);
+    server
+        .patch(
+            &format!("/api/users/{erased}"),
+            json!({"name": "Hedwig Quarrington 0"}),
+        )
+        .await
+        .expect(200);
+    server
+        .patch(
+            &format!("/api/users/{erased}/is-suspended"),
+            json!({"isSuspended": true}),
+        )
+        .await
+        .expect(200);
+    let events_before: Vec<String> = server
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| &e.stream_id == erased)
+        .map(|e| e.event_type)
+        .collect();
+
+    let reply = server
+        .post(&format!("/api/users/{erased}/erase"), json!({}))
+        .await;
+    reply.expect(204);
+
+    // Audited: the erasure is an event of the user's stream, with who erased and from where.
+    let events = server.events().await;
+    let erasure = events
+        .iter()
+        .find(|e| &e.stream_id == erased && e.event_type == "user.erased")
+        .expect("user.erased recorded");
+    assert_eq!(erasure.actor_kind, "app");
+    assert_eq!(erasure.actor_id.as_deref(), Some(BOOTSTRAP_ID));
+    assert!(erasure.request_id.is_some());
+    assert!(
+        erasure.ip.is_some(),
+        "the eraser's IP is kept (it is not the person's)"
+    );
+    // The data key is gone; the row says when.
+    let key = server
+        .db()
+        .await
+        .query_one(
+            "SELECT wrapped_key IS NULL, destroyed_at IS NOT NULL FROM data_keys WHERE subject_id = $1",
+            &[erased],
+        )
+        .await
+        .unwrap();
+    assert!(key.get::<_, bool>(0) && key.get::<_, bool>(1));
+
+    // The user is gone from the API; erasing again or writing to them is refused.
+    server
+        .get(&format!("/api/users/{erased}"))
+        .await
+        .expect_error(404, "entity.not_exists_with_id");
+    server
+        .post(&format!("/api/users/{erased}/erase"), json!({}))
+        .await
+        .expect_error(404, "entity.not_exists_with_id");
+
+    // Non-personal facts remain: every event, its type and time.
+    let erased_events: Vec<String> = server
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| &e.stream_id == erased)
+        .map(|e| e.event_type)
+        .collect();
+    assert!(
+        erased_events.starts_with(&events_before),
+        "{erased_events:?}"
+    );
+    assert_eq!(
+        erased_events.last().map(String::as_str),
+        Some("user.erased")
+    );
+
+    let secrets = personal_values(0);
+    // The other person is untouched (and proves the greps can find something).
+    let dumped = dump(&server);
+    assert_eq!(leaks(&dumped, &secrets), Vec::<&str>::new(), "pg_dump");
+    assert!(
+        leaks(&dumped, &personal_values(1)).len() >= 2,
+        "the dump shows the kept user's data"
+    );
+    let exported = replay_out(&server, &["export"]);
+    assert_eq!(leaks(&exported, &secrets), Vec::<&str>::new(), "export");
+    assert!(exported.contains("user.erased"));
+    assert!(exported.contains("person1.secret@example.com"));
+    let csv = replay_out(&server, &["export", "--format", "csv"]);
+    assert_eq!(leaks(&csv, &secrets), Vec::<&str>::new(), "csv export");
+    let shown = server.replay(&["user", erased]);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&shown.stdout),
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    assert_eq!(leaks(&shown, &secrets), Vec::<&str>::new(), "replay user");
+    let history = server.get(&format!("/api/users/{erased}/history")).await;
+    assert_eq!(
+        leaks(&history.body.to_string(), &secrets),
+        Vec::<&str>::new(),
+        "history"
+    );
+
+    // The folds cope with payloads that no longer open: a rebuild gives the same read models,
+    // and no personal value comes back.
+    server.assert_replay_check();
+    replay_out(&server, &["rebuild"]);
+    assert_eq!(
+        leaks(&dump(&server), &secrets),
+        Vec::<&str>::new(),
+        "after rebuild"
+    );
+    server.assert_replay_check();
+    server.get(&format!("/api/users/{kept}")).await.expect(200);
+
+    // Erasure destroyed a key, not a stored byte: the chain still verifies.
+    assert_verifies(&server);
+}

@@ -1,0 +1,228 @@
+//! The admin console (`/console`): over plain HTTP, what a browser without a session meets; in
+//! headless Chromium (tests/e2e/test_console.py), the whole walk an operator makes, with
+//! screenshots of every page at 1280 and 375 px in `target/artefacts/console/` and an axe-core
+//! check of each; then what the server recorded: every change the console made is an event
+//! whose actor is the operator, carrying the console request's id.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::sdk_e2e::{free_port, python, workspace};
+use crate::support::TestServer;
+
+const ADMIN: &str = "console_admin";
+const ADMIN_PASSWORD: &str = "Quiet-Harbour-2026";
+/// What the walk takes is well under a minute; past this it is stuck, and is killed.
+const DEADLINE: Duration = Duration::from_secs(180);
+const CONSOLE_ROLE: &str = "idledger-console-admin";
+
+fn no_redirects() -> reqwest::Client {
+    idledger::outbound::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn without_a_session_the_console_sends_the_browser_through_our_oidc_with_pkce() {
+    let server = TestServer::start().await;
+    let client = no_redirects();
+    let page = client
+        .get(format!("{}/console/users?search=x", server.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    let to = page.headers()["location"].to_str().unwrap();
+    assert_eq!(to, "/console/sign-in?next=%2Fconsole%2Fusers%3Fsearch%3Dx");
+
+    let start = client
+        .get(format!("{}{to}", server.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Path=/console"),
+        "{cookie}"
+    );
+    let authorize = url::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(authorize.path(), "/oidc/auth");
+    let query: std::collections::HashMap<_, _> = authorize.query_pairs().collect();
+    assert_eq!(query["client_id"], "idledger-console");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["resource"], "https://default.logto.app/api");
+    assert!(query["scope"].split(' ').any(|s| s == "all"));
+    // The seeded client accepts this request: the sign-in page comes next.
+    let auth = client.get(authorize.as_str()).send().await.unwrap();
+    assert_eq!(auth.status(), 303, "{:?}", auth.text().await);
+
+    // A forged or foreign callback is refused with a page, not an error in JSON.
+    let callback = client
+        .get(format!(
+            "{}/console/callback?code=x&state=y",
+            server.endpoint
+        ))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(callback.status(), 400);
+    let body = callback.text().await.unwrap();
+    assert!(body.contains("<html lang=\"en\">"), "{body}");
+
+    // A made-up session cookie is no session.
+    let page = client
+        .get(format!("{}/console/users", server.endpoint))
+        .header("cookie", "idledger_console=bm90IG91cnM")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+}
+
+#[tokio::test]
+async fn an_operator_walks_every_console_page_in_a_browser() {
+    let python = python();
+    let server = TestServer::start().await;
+    let port = free_port();
+    let app = server
+        .post(
+            "/api/applications",
+            json!({
+                "name": "Flask sample",
+                "type": "Traditional",
+                "oidcClientMetadata": {
+                    "redirectUris": [format!("http://localhost:{port}/callback")],
+                    "postLogoutRedirectUris": [format!("http://localhost:{port}/")],
+                },
+            }),
+        )
+        .await;
+    let app_id = app.expect(200)["id"].as_str().unwrap().to_owned();
+    let secrets = server
+        .get(&format!("/api/applications/{app_id}/secrets"))
+        .await;
+    let app_secret = secrets.expect(200)[0]["value"].as_str().unwrap().to_owned();
+    let admin = server
+        .post(
+            "/api/users",
+            json!({"username": ADMIN, "name": "Olive Operator", "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    let admin_id = admin.expect(200)["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/api/users/{admin_id}/roles"),
+            json!({"roleIds": [CONSOLE_ROLE]}),
+        )
+        .await
+        .expect(201);
+
+    let shots = workspace().join("target/artefacts/console");
+    std::fs::create_dir_all(&shots).unwrap();
+    let log_path = shots.join("pytest.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "tests/e2e/test_console.py"])
+        .args(["-v", "-p", "no:cacheprovider", "--tb=short", "-rA"])
+        .args(["-o", "faulthandler_timeout=150"])
+        .current_dir(workspace())
+        .env("IDLEDGER_ENDPOINT", &server.endpoint)
+        .env("ADMIN_USERNAME", ADMIN)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("APP_ID", &app_id)
+        .env("APP_SECRET", &app_secret)
+        .env("APP_PORT", port.to_string())
+        .env("CONSOLE_SHOTS", &shots)
+        .env("SCREENSHOT_DIR", shots.join("app"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        // Its own process group, so the sample app and the browser go with it.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the browser test");
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await;
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let report = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let status = status.unwrap_or_else(|_| {
+        panic!("the browser test was still running after {DEADLINE:?}:\n{report}")
+    });
+    assert!(
+        status.expect("wait for the browser test").success(),
+        "the browser test failed (screenshots in {}, server log in {}):\n{report}",
+        shots.display(),
+        server.data_dir.join("server.log").display()
+    );
+
+    let pages = std::fs::read_to_string(shots.join("pages.txt")).unwrap();
+    for page in pages.lines() {
+        for width in [1280, 375] {
+            let png = std::fs::read(shots.join(format!("{page}-{width}.png"))).unwrap();
+            assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{page}-{width}");
+        }
+    }
+
+    // Every change the console made is the operator's, with the console request's id.
+    let events = server.events().await;
+    let made: Vec<_> = events
+        .iter()
+        .filter(|e| e.actor_kind == "admin")
+        .map(|e| e.event_type.as_str())
+        .collect();
+    for expected in [
+        "user.created",
+        "user.suspended",
+        "user.reactivated",
+        "user.password_set",
+        "user.updated",
+        "user.deleted",
+    ] {
+        assert!(made.contains(&expected), "{expected} missing from {made:?}");
+    }
+    for event in events.iter().filter(|e| e.actor_kind == "admin") {
+        assert_eq!(event.actor_id.as_deref(), Some(admin_id.as_str()));
+        assert!(event.request_id.is_some(), "{event:?}");
+    }
+    // The operator's browser, not the console's loopback client, is what the trail shows.
+    let created = events
+        .iter()
+        .find(|e| e.event_type == "user.created" && e.actor_kind == "admin")
+        .unwrap();
+    let trail = server
+        .get(&format!(
+            "/api/users/{}/history?page_size=100",
+            created.stream_id
+        ))
+        .await;
+    let trail = trail.expect(200).as_array().unwrap().clone();
+    let by_operator: Vec<_> = trail
+        .iter()
+        .filter(|e| e["actor"]["kind"] == "admin")
+        .collect();
+    assert!(by_operator.len() >= 6, "{trail:?}");
+    for entry in by_operator {
+        assert!(
+            entry["userAgent"]
+                .as_str()
+                .is_some_and(|ua| ua.contains("Chrome")),
+            "{entry}"
+        );
+        assert!(entry["requestId"].is_string(), "{entry}");
+    }
+    // The sign-in tried while the user was suspended was refused for that reason.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event_type == "interaction.verification_failed"
+                && e.payload.to_string().contains("user.suspended")),
+        "the suspended sign-in left no trace"
+    );
+}

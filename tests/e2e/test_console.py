@@ -1,0 +1,273 @@
+"""The admin console at /console, walked in headless Chromium (Debian's, through Playwright, as
+test_sdk_flow.py does): the operator signs in through idledger's own OIDC, adds a user and
+copies the password shown once, the user signs in with it through the SDK's Flask sample, the
+operator finds the user by each column, suspends (the sign-in is refused) and reactivates them,
+resets the password, edits the profile, works the tabs, and deletes the user. Every page is
+photographed at 1280 and 375 px wide and checked with axe-core (no serious or critical
+violations).
+
+tests/api/console_e2e.rs starts idledger, provisions the operator and the sample app, and runs
+this file with everything in environment variables:
+
+    IDLEDGER_ENDPOINT              idledger's public endpoint
+    ADMIN_USERNAME, ADMIN_PASSWORD an operator holding the console administrator role
+    APP_ID, APP_SECRET, APP_PORT   the sample app (a Traditional app registered for that port)
+    CONSOLE_SHOTS                  where the PNGs go (default <repo>/target/artefacts/console)
+"""
+
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from test_sdk_flow import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDENTIFIER_INPUTS,
+    PASSWORD_INPUTS,
+    REPO,
+    TIMEOUT_MS,
+    assert_back_authenticated,
+    browser as app_browser,
+    describe,
+    fill_experience,
+    sample_app,
+    start_sign_in,
+)
+
+ENDPOINT = os.environ.get("IDLEDGER_ENDPOINT", "").rstrip("/")
+SHOTS = Path(os.environ.get("CONSOLE_SHOTS") or REPO / "target" / "artefacts" / "console")
+AXE = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+WIDTHS = (1280, 375)
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+NEW_USER = {
+    "username": "console_bob",
+    "primaryEmail": "bob@example.com",
+    "primaryPhone": "+81 80 1234 5678",
+    "name": "Bob Console",
+}
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set; run this through `cargo test --test api console_e2e`")
+    return value
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/ensure-browser installs it")
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: scripts/test runs `npm ci --prefix tests/e2e`")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    with sync_playwright() as p:
+        yield p
+
+
+@contextmanager
+def operator_browser(playwright):
+    """The operator's Chromium. CSP is bypassed only so that axe-core can be injected; the
+    console's own pages never need it."""
+    profile = tempfile.mkdtemp(prefix="idledger-console-profile-")
+    context = playwright.chromium.launch_persistent_context(
+        profile,
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        locale="en-US",
+        bypass_csp=True,
+        viewport={"width": WIDTHS[0], "height": 900},
+    )
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=ENDPOINT)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    try:
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            yield page
+        except BaseException:
+            page.screenshot(path=str(SHOTS / "failed.png"), full_page=True)
+            raise
+    finally:
+        context.close()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+SHOT_NAMES = []
+
+
+def check(page: Page, name: str) -> None:
+    """axe-core finds no serious or critical violation; the page is photographed at each width."""
+    page.wait_for_load_state("load")
+    assert page.url.startswith(ENDPOINT + "/console"), page.url
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {resultTypes: ['violations']});
+            return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+        }"""
+    )
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: accessibility violations {bad}"
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {width}px"
+        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    SHOT_NAMES.append(name)
+
+
+def sign_in_to_console(page: Page) -> None:
+    page.goto(ENDPOINT + "/console")
+    page.wait_for_url(lambda url: "/sign-in" in url)
+    page.locator(IDENTIFIER_INPUTS).first.fill(env("ADMIN_USERNAME"))
+    page.locator(PASSWORD_INPUTS).first.fill(env("ADMIN_PASSWORD"))
+    page.locator('button[type="submit"]').first.click()
+    page.wait_for_url(lambda url: url.startswith(ENDPOINT + "/console/users"))
+
+
+def search(page: Page, keyword: str) -> None:
+    page.goto(ENDPOINT + "/console/users")
+    page.get_by_label("Search users").fill(keyword)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_load_state("load")
+
+
+def user_action(page: Page, label: str) -> None:
+    """Opens the three-dot menu with the keyboard and presses one of its actions."""
+    page.locator("details.menu summary").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name=label).click()
+    page.wait_for_load_state("load")
+
+
+def app_sign_in(playwright, name: str, username: str, password: str) -> str:
+    """Signs in through the sample app in a fresh browser; returns where it ended."""
+    with app_browser(playwright, name) as page:
+        start_sign_in(page)
+        try:
+            fill_experience(page, username, password, name)
+        except BaseException:
+            # Still on idledger after submitting: the sign-in was refused.
+            return "refused: " + describe(page)
+        assert_back_authenticated(page)
+        return "signed in"
+
+
+def test_the_console_walk(playwright):
+    with operator_browser(playwright) as page, sample_app("console"):
+        # Keyboard: the first Tab reaches the skip link.
+        sign_in_to_console(page)
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip"
+        check(page, "users")
+
+        # Add a user; the generated password is shown once and copied with one click.
+        page.get_by_role("link", name="Add user").click()
+        check(page, "user-new")
+        for field, value in NEW_USER.items():
+            page.locator(f"#{field}").fill(value)
+        page.get_by_role("button", name="Create").click()
+        page.wait_for_url(lambda url: url.endswith("/console/users"))
+        expect(page.get_by_role("status").first).to_contain_text("created")
+        shown = page.locator("#shown-password").input_value()
+        assert len(shown) >= 8, shown
+        page.get_by_role("button", name="Copy").click()
+        expect(page.get_by_role("button", name="Copied")).to_be_visible()
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied == shown
+        check(page, "user-created")
+        user_id = page.locator(".meta code").first.inner_text()
+
+        # The user signs in with the copied password through the sample app.
+        assert app_sign_in(playwright, "console-bob", NEW_USER["username"], copied) == "signed in"
+
+        # Found by each column of the table, and by id.
+        for keyword in ["Bob Console", user_id, "console_bob", "8012345678", "bob@example.com"]:
+            search(page, keyword)
+            rows = page.locator("table.users tbody tr")
+            assert rows.count() == 1, f"searching {keyword!r}: {rows.count()} rows"
+            expect(rows.first).to_contain_text("Bob Console")
+        # The latest sign-in is the one just made.
+        expect(page.locator("table.users tbody tr").first).not_to_contain_text("Never")
+        check(page, "users-search")
+        search(page, "nobody-like-this")
+        expect(page.get_by_text("No users found.")).to_be_visible()
+
+        # Suspended: the sign-in is refused. Reactivated: it works again.
+        page.goto(f"{ENDPOINT}/console/users/{user_id}")
+        user_action(page, "Suspend user")
+        expect(page.locator(".user-head .badge")).to_have_text("Suspended")
+        check(page, "user-suspended")
+        refused = app_sign_in(playwright, "console-bob-suspended", NEW_USER["username"], copied)
+        assert refused.startswith("refused"), refused
+        user_action(page, "Reactivate user")
+        expect(page.locator(".user-head .badge")).to_have_count(0)
+
+        # A reset shows a new password once; the old one stops working.
+        user_action(page, "Reset password")
+        expect(page.get_by_role("status").first).to_contain_text("reset")
+        fresh = page.locator("#shown-password").input_value()
+        assert fresh and fresh != copied
+        check(page, "user-password-reset")
+        page.goto(f"{ENDPOINT}/console/users/{user_id}")
+        assert page.locator("#shown-password").count() == 0, "shown once only"
+        assert app_sign_in(playwright, "console-bob-reset", NEW_USER["username"], fresh) == "signed in"
+
+        # Details: name, custom data, profile claims.
+        page.locator("#name").fill("Robert Console")
+        page.locator("#customData").fill('{"plan": "gold"}')
+        page.locator("#profile").fill('{"nickname": "Bobby"}')
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("status").first).to_have_text("Saved.")
+        expect(page.locator("h1")).to_have_text("Robert Console")
+        assert '"gold"' in page.locator("#customData").input_value()
+        check(page, "user-details")
+        page.locator("#customData").fill("[1, 2]")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("alert")).to_contain_text("customData must be a JSON object")
+        page.goto(f"{ENDPOINT}/console/users/{user_id}")
+
+        # Japanese, chosen in the header.
+        page.get_by_label("Language").select_option("ja")
+        page.wait_for_load_state("load")
+        assert page.locator("html").get_attribute("lang") == "ja"
+        assert JAPANESE.search(page.locator("main").inner_text())
+        check(page, "user-details-ja")
+        page.goto(ENDPOINT + "/console/users")
+        check(page, "users-ja")
+        page.get_by_label("言語").select_option("en")
+        page.wait_for_load_state("load")
+
+        # Delete, after a confirmation page.
+        page.goto(f"{ENDPOINT}/console/users/{user_id}")
+        page.locator("details.menu summary").click()
+        page.get_by_role("link", name="Delete user").click()
+        check(page, "user-delete")
+        page.get_by_role("button", name="Delete").click()
+        page.wait_for_url(lambda url: "/console/users?done=deleted" in url)
+        expect(page.get_by_role("status")).to_have_text("The user was deleted.")
+        search(page, "console_bob")
+        expect(page.get_by_text("No users found.")).to_be_visible()
+
+        # Sign out ends the console session and, once confirmed, the OIDC session.
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(lambda url: "/oidc/session/end" in url)
+        page.locator('button[type="submit"]').first.click()
+        page.wait_for_url(lambda url: url.startswith(ENDPOINT + "/console") or "/sign-in" in url)
+        page.goto(ENDPOINT + "/console/users")
+        page.wait_for_url(lambda url: "/sign-in" in url)
+
+    (SHOTS / "pages.txt").write_text("\n".join(SHOT_NAMES) + "\n")
