@@ -79,6 +79,8 @@ async fn run(cluster: &Cluster, dir: &Path) -> Result<(), BoxError> {
         appends(&store, postmaster, writers, warmup, seconds).await?;
     }
 
+    chain_cost(&store).await?;
+
     println!("\n== replay");
     let target: i64 = env_or("BENCH_EVENTS", 1_000_000);
     generate(&store, target).await?;
@@ -220,6 +222,36 @@ async fn appends(
     if let Some(error) = first_error {
         println!("             first error: {error}");
     }
+    Ok(())
+}
+
+/// The CPU cost of the hash chain alone: the appender hashes every event while it holds the head
+/// lock. Measured over the last appended row, as `replay verify` rehashes it.
+async fn chain_cost(store: &EventStore) -> Result<(), BoxError> {
+    use idledger::audit::{SELECT_STORED, StoredRow};
+    let client = store.pool().get().await?;
+    let Some(row) = client
+        .query_opt(
+            &format!("{SELECT_STORED} ORDER BY position DESC LIMIT 1"),
+            &[],
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let row = StoredRow::from_row(&row)?;
+    let rounds = 200_000_u32;
+    let mut previous = idledger::store::chain::GENESIS;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        previous = row.link_at(&previous, row.position);
+    }
+    let per_event = started.elapsed() / rounds;
+    println!(
+        "chain hash alone: {:.2} µs per event ({:.0} events/s on one core)",
+        per_event.as_secs_f64() * 1e6,
+        1.0 / per_event.as_secs_f64().max(f64::MIN_POSITIVE)
+    );
     Ok(())
 }
 

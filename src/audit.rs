@@ -270,7 +270,7 @@ impl StoredRow {
     }
 
     /// The hash this row should carry if it sits at `position` after `previous`.
-    fn link_at(&self, previous: &[u8], position: i64) -> [u8; 32] {
+    pub fn link_at(&self, previous: &[u8], position: i64) -> [u8; 32] {
         chain::link(
             previous,
             &Content {

@@ -163,7 +163,7 @@ impl Cluster {
         if cluster.running_postmaster().is_none() {
             cluster.spawn(settings)?;
         }
-        cluster.wait_ready()?;
+        cluster.wait_ready(settings)?;
         Ok(cluster)
     }
 
@@ -230,7 +230,10 @@ impl Cluster {
         Ok(())
     }
 
-    fn wait_ready(&mut self) -> Result<(), PostgresError> {
+    /// Waits until the cluster accepts connections. A postmaster we only joined may be on its
+    /// way out (its previous owner was killed and the parent-death signal began a fast
+    /// shutdown): once it is gone, we start our own.
+    fn wait_ready(&mut self, settings: &[(&str, &str)]) -> Result<(), PostgresError> {
         let started = Instant::now();
         loop {
             let mut probe = Command::new(self.bin.join("pg_isready"));
@@ -253,6 +256,9 @@ impl Cluster {
                     command: format!("postgres ({status})"),
                     output: tail,
                 });
+            }
+            if self.child.is_none() && self.running_postmaster().is_none() {
+                self.spawn(settings)?;
             }
             if started.elapsed() > READY_TIMEOUT {
                 return Err(PostgresError::NotReady(READY_TIMEOUT, self.log.clone()));

@@ -12,6 +12,12 @@
 //! invalid); then the creations are appended in units of `CHUNK` users, the last unit also
 //! recording the run. An import of up to `CHUNK` users is therefore one unit of work; a larger
 //! one interrupted by a failure keeps the units before it, and running it again finishes it.
+//!
+//! Second factors travel in idledger's format: the TOTP secret is re-sealed under this
+//! instance's key; backup codes are keyed hashes and come along only when this instance hashes
+//! with the same key (`backup_code_key_id`), else the plan names the users left without them.
+//! "Already here exactly as imported" compares the identities' provider ids, not the provider's
+//! user info, which every sign-in with the provider refreshes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

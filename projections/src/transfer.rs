@@ -1,6 +1,6 @@
-//! Users as they travel between instances: each with the names of its roles and its
+//! Users as they travel between instances: each with the names of its roles, its
 //! organization memberships (by organization id and name, with the names of the organization
-//! roles held), read in pages for export; and, for an import, the users, identities, roles and
+//! roles held) and its second factors, read in pages for export; and, for an import, the users, identities, roles and
 //! organizations already here that its records name. Queries only, over the `users`, `roles`
 //! and `organizations` read models; no fold of its own.
 

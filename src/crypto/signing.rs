@@ -89,6 +89,30 @@ fn algorithm(name: &str) -> Option<Algorithm> {
 }
 
 impl KeySet {
+    /// A set of one freshly generated key, which signs and verifies: for tests and fuzzing,
+    /// which have no database to load keys from.
+    pub fn of_one(key: &GeneratedKey) -> Result<KeySet, TokenError> {
+        let coordinate = |name: &str| key.public_jwk[name].as_str().unwrap_or_default();
+        let verifier = DecodingKey::from_ec_components(coordinate("x"), coordinate("y"))
+            .map_err(|e| TokenError::Invalid(format!("public key: {e}")))?;
+        Ok(KeySet {
+            signer: Some((
+                key.kid.clone(),
+                Algorithm::ES384,
+                EncodingKey::from_ec_der(&key.private_pkcs8),
+            )),
+            verifiers: HashMap::from([(
+                key.kid.clone(),
+                Verifier {
+                    algorithm: Algorithm::ES384,
+                    key: verifier,
+                },
+            )]),
+            jwks: json!({ "keys": [key.public_jwk] }),
+            loaded_at: Instant::now(),
+        })
+    }
+
     pub fn jwks(&self) -> &Value {
         &self.jwks
     }
@@ -112,7 +136,9 @@ impl KeySet {
         jsonwebtoken::encode(&header, claims, key).map_err(|e| TokenError::Signing(e.to_string()))
     }
 
-    fn verify<T: DeserializeOwned>(
+    /// Verifies a JWT against this set's keys: header, key id, algorithm, signature, then the
+    /// claims `validation` asks for.
+    pub fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
         validation: &Validation,
@@ -234,26 +260,7 @@ mod tests {
     #[test]
     fn a_generated_key_signs_tokens_its_public_jwk_verifies() {
         let key = generate_es384().unwrap();
-        let set = KeySet {
-            signer: Some((
-                key.kid.clone(),
-                Algorithm::ES384,
-                EncodingKey::from_ec_der(&key.private_pkcs8),
-            )),
-            verifiers: HashMap::from([(
-                key.kid.clone(),
-                Verifier {
-                    algorithm: Algorithm::ES384,
-                    key: DecodingKey::from_ec_components(
-                        key.public_jwk["x"].as_str().unwrap(),
-                        key.public_jwk["y"].as_str().unwrap(),
-                    )
-                    .unwrap(),
-                },
-            )]),
-            jwks: Value::Null,
-            loaded_at: Instant::now(),
-        };
+        let set = KeySet::of_one(&key).unwrap();
         let token = set
             .sign(
                 &json!({"sub": "s", "aud": "a", "exp": 4_000_000_000u64}),

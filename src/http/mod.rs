@@ -35,7 +35,9 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: AppState) -> Router {
-    let (management, openapi) = management::router(state.clone());
+    let (management, mut openapi) = management::router(state.clone());
+    // The document covers the routes outside the Management API's router too.
+    openapi.merge(<Health as utoipa::OpenApi>::openapi());
     // Both documents are built once: the routes cannot change while the server runs.
     let openapi = serde_json::to_value(&openapi).unwrap_or_default();
     let page = axum::response::Html(docs::render(&openapi));
@@ -92,7 +94,17 @@ async fn strict_transport_security(
     response
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status))]
+struct Health;
+
 /// Logto's health check.
+#[utoipa::path(
+    get,
+    path = "/api/status",
+    tag = "Health check",
+    responses((status = 204, description = "The service is healthy."))
+)]
 async fn status() -> StatusCode {
     StatusCode::NO_CONTENT
 }

@@ -44,7 +44,7 @@ async fn create_people(server: &TestServer, n: usize) -> Vec<String> {
                 json!({
                     "username": format!("person{i}"),
                     "primaryEmail": format!("person{i}.secret@example.com"),
-                    "primaryPhone": format!("1555000{i:04}"),
+                    "primaryPhone": format!("6104123456{i:02}"),
                     "name": format!("Hedwig Quarrington {i}"),
                 }),
             )
@@ -252,7 +252,7 @@ fn leaks<'a>(text: &str, values: &'a [String]) -> Vec<&'a str> {
 fn personal_values(i: usize) -> Vec<String> {
     vec![
         format!("person{i}.secret@example.com"),
-        format!("1555000{i:04}"),
+        format!("6104123456{i:02}"),
         format!("Hedwig Quarrington {i}"),
         format!("person{i}"),
     ]
@@ -343,11 +343,11 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
     server
         .get(&format!("/api/users/{erased}"))
         .await
-        .expect_error(404, "entity.not_exists_with_id");
+        .expect_error(404, "entity.not_found");
     server
         .post(&format!("/api/users/{erased}/erase"), json!({}))
         .await
-        .expect_error(404, "entity.not_exists_with_id");
+        .expect_error(404, "entity.not_found");
 
     // Non-personal facts remain: every event, its type and time.
     let erased_events: Vec<String> = server
@@ -408,4 +408,81 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
 
     // Erasure destroyed a key, not a stored byte: the chain still verifies.
     assert_verifies(&server);
+}
+
+#[tokio::test]
+async fn the_audit_report_of_the_test_data_is_photographed() {
+    let python = crate::sdk_e2e::python();
+    let server = TestServer::start().await;
+    let ids = create_people(&server, 3).await;
+    server
+        .patch(
+            &format!("/api/users/{}", ids[1]),
+            json!({"name": "Renamed"}),
+        )
+        .await
+        .expect(200);
+    server
+        .patch(
+            &format!("/api/users/{}/is-suspended", ids[2]),
+            json!({"isSuspended": true}),
+        )
+        .await
+        .expect(200);
+    server
+        .post(&format!("/api/users/{}/erase", ids[0]), json!({}))
+        .await
+        .expect(204);
+
+    // Untracked (under target/), kept after the run for a reviewer to look at.
+    let artefacts = crate::sdk_e2e::workspace().join("target/artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let (html, png) = (
+        artefacts.join("audit-report.html"),
+        artefacts.join("audit-report.png"),
+    );
+    let _ = std::fs::remove_file(&png);
+    let to = (now_s() * 1000 + 1000).to_string();
+    replay_out(
+        &server,
+        &[
+            "report",
+            "--from",
+            "2000-01-01",
+            "--to",
+            &to,
+            "--out",
+            html.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&html).unwrap();
+    for (id, expected) in [("suspensions", 1), ("erasures", 1)] {
+        assert!(
+            text.contains(&format!("id=\"{id}\">{expected}<")),
+            "{id} should be {expected}"
+        );
+    }
+    assert_eq!(leaks(&text, &personal_values(0)), Vec::<&str>::new());
+
+    let output = std::process::Command::new(&python)
+        .args(["-m", "pytest", "tests/e2e/test_report.py"])
+        .args(["-v", "-p", "no:cacheprovider", "--tb=short"])
+        .current_dir(crate::sdk_e2e::workspace())
+        .env("REPORT_HTML", &html)
+        .env("SCREENSHOT", &png)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "no PNG at {}",
+        png.display()
+    );
 }

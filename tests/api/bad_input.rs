@@ -5,14 +5,18 @@
 use reqwest::Method;
 
 use crate::oidc::{REDIRECT, app, browser};
-use crate::support::{Reply, TestServer};
+use crate::support::{MANAGEMENT_API, Reply, TestServer};
 
 /// How a row authenticates.
 #[derive(Clone, Copy)]
 enum Auth {
     None,
-    /// HTTP Basic with the confidential client's id and secret.
+    /// HTTP Basic as the machine-to-machine client (client credentials).
     Client,
+    /// HTTP Basic as the traditional web client (authorization codes).
+    Web,
+    /// HTTP Basic with the web client's id and a wrong secret.
+    WrongSecret,
     /// A raw `Authorization` header value.
     Raw(&'static str),
 }
@@ -47,7 +51,7 @@ struct Row {
 
 fn row(
     name: &'static str,
-    method: Method,
+    method: &Method,
     path: &'static str,
     content_type: Option<&'static str>,
     payload: impl Into<String>,
@@ -56,7 +60,7 @@ fn row(
 ) -> Row {
     Row {
         name,
-        method,
+        method: method.clone(),
         path,
         content_type,
         payload: payload.into(),
@@ -67,440 +71,81 @@ fn row(
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
+// One row a line reads as the table it is.
+#[rustfmt::skip]
 fn table() -> Vec<Row> {
-    use Auth::{Client, None as Anonymous, Raw};
+    use Auth::{Client, None as Anonymous, Raw, Web, WrongSecret};
     use Expect::{Bearer, OAuth, Ok, Page, Redirect};
-    let post = Method::POST;
+    let (get, post) = (Method::GET, Method::POST);
+    let json = Some("application/json");
     let huge = "a".repeat(200 * 1024);
+    let big = &huge[..20 * 1024];
     let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-    let auth = |extra: &str| {
-        format!(
-            "client_id={{client}}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1{extra}"
-        )
-    };
+    let auth = format!("client_id={{client}}&redirect_uri={redirect}&response_type=code&scope=openid&state=s1");
+    let token = "/oidc/token";
+    let introspection = "/oidc/token/introspection";
+    let revocation = "/oidc/token/revocation";
+    let credentials = &format!(
+        "grant_type=client_credentials&resource={}",
+        form_urlencoded::byte_serialize(MANAGEMENT_API.as_bytes()).collect::<String>()
+    );
     vec![
-        // --- /oidc/token ------------------------------------------------------------------
-        row(
-            "unknown grant type",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=urn:example:teleport",
-            Client,
-            OAuth(400, "unsupported_grant_type"),
-        ),
-        row(
-            "no grant type",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "scope=all",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "grant type twice",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials&grant_type=client_credentials",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "scope twice",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials&scope=all&scope=all",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "broken percent-encoding",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client%ZZcredentials",
-            Client,
-            OAuth(400, "unsupported_grant_type"),
-        ),
-        row(
-            "percent-encoded invalid UTF-8",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=%FF%FE",
-            Client,
-            OAuth(400, "unsupported_grant_type"),
-        ),
-        row(
-            "raw invalid UTF-8 body",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials&scope={invalid-utf8}",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "NUL in a parameter",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials%00",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "a 200 KiB scope",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            format!("grant_type=client_credentials&scope={huge}"),
-            Client,
-            OAuth(400, "invalid_scope"),
-        ),
-        row(
-            "a 200 KiB code",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            format!("grant_type=authorization_code&redirect_uri={redirect}&code={huge}"),
-            Client,
-            OAuth(400, "invalid_grant"),
-        ),
-        row(
-            "text/plain body",
-            post.clone(),
-            "/oidc/token",
-            Some("text/plain"),
-            "grant_type=client_credentials",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "multipart body",
-            post.clone(),
-            "/oidc/token",
-            Some("multipart/form-data; boundary=x"),
-            "--x\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n--x--",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "JSON that is not an object",
-            post.clone(),
-            "/oidc/token",
-            Some("application/json"),
-            "[\"grant_type\", \"client_credentials\"]",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "JSON that does not parse",
-            post.clone(),
-            "/oidc/token",
-            Some("application/json"),
-            "{\"grant_type\": ",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "Basic credentials that are not base64",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials",
-            Raw("Basic !!!not-base64!!!"),
-            OAuth(401, "invalid_client"),
-        ),
-        row(
-            "Basic credentials without a colon",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials",
-            Raw("Basic bm8tY29sb24="),
-            OAuth(401, "invalid_client"),
-        ),
-        row(
-            "a wrong secret",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials",
-            Raw("Basic d2hvOndoYXQ="),
-            OAuth(401, "invalid_client"),
-        ),
-        row(
-            "two client authentication methods",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials&client_id={client}&client_secret=also",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "no client authentication",
-            post.clone(),
-            "/oidc/token",
-            FORM,
-            "grant_type=client_credentials",
-            Anonymous,
-            OAuth(401, "invalid_client"),
-        ),
-        // --- /oidc/token/introspection ------------------------------------------------------
-        row(
-            "introspection without a token",
-            post.clone(),
-            "/oidc/token/introspection",
-            FORM,
-            "",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "introspection with the token twice",
-            post.clone(),
-            "/oidc/token/introspection",
-            FORM,
-            "token=a&token=b",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "introspection with a text/plain body",
-            post.clone(),
-            "/oidc/token/introspection",
-            Some("text/plain"),
-            "token=a",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "introspection without client authentication",
-            post.clone(),
-            "/oidc/token/introspection",
-            FORM,
-            "token=a",
-            Anonymous,
-            OAuth(401, "invalid_client"),
-        ),
-        row(
-            "introspection of a 200 KiB token",
-            post.clone(),
-            "/oidc/token/introspection",
-            FORM,
-            format!("token={huge}"),
-            Client,
-            Ok(200),
-        ),
-        row(
-            "introspection of a forged JWT",
-            post.clone(),
-            "/oidc/token/introspection",
-            FORM,
-            "token=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
-            Client,
-            Ok(200),
-        ),
-        row(
-            "introspection of broken encoding",
-            post.clone(),
-            "/oidc/token/introspection",
-            FORM,
-            "token=%ZZ%",
-            Client,
-            Ok(200),
-        ),
-        // --- /oidc/token/revocation ---------------------------------------------------------
-        row(
-            "revocation without a token",
-            post.clone(),
-            "/oidc/token/revocation",
-            FORM,
-            "token_type_hint=refresh_token",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "revocation with the token twice",
-            post.clone(),
-            "/oidc/token/revocation",
-            FORM,
-            "token=a&token=b",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "revocation with a JSON array",
-            post.clone(),
-            "/oidc/token/revocation",
-            Some("application/json"),
-            "[]",
-            Client,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "revocation without client authentication",
-            post.clone(),
-            "/oidc/token/revocation",
-            FORM,
-            "token=a",
-            Anonymous,
-            OAuth(401, "invalid_client"),
-        ),
-        row(
-            "revocation of a 200 KiB token",
-            post.clone(),
-            "/oidc/token/revocation",
-            FORM,
-            format!("token={huge}"),
-            Client,
-            Ok(200),
-        ),
-        // --- /oidc/me -----------------------------------------------------------------------
-        row(
-            "userinfo without a token",
-            Method::GET,
-            "/oidc/me",
-            None,
-            "",
-            Anonymous,
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "userinfo with an empty bearer",
-            Method::GET,
-            "/oidc/me",
-            None,
-            "",
-            Raw("Bearer "),
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "userinfo with another scheme",
-            Method::GET,
-            "/oidc/me",
-            None,
-            "",
-            Raw("Basic d2hvOndoYXQ="),
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "userinfo with a token in header and query",
-            Method::GET,
-            "/oidc/me",
-            None,
-            "access_token=x",
-            Raw("Bearer x"),
-            OAuth(400, "invalid_request"),
-        ),
-        row(
-            "userinfo with a malformed JWT",
-            Method::GET,
-            "/oidc/me",
-            None,
-            "",
-            Raw("Bearer a.b.c"),
-            Bearer(401, "invalid_token"),
-        ),
-        row(
-            "userinfo with an unsigned JWT",
-            Method::GET,
-            "/oidc/me",
-            None,
-            "",
-            Raw("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."),
-            Bearer(401, "invalid_token"),
-        ),
-        row(
-            "userinfo by POST with a text/plain body",
-            post.clone(),
-            "/oidc/me",
-            Some("text/plain"),
-            "access_token=x",
-            Anonymous,
-            OAuth(400, "invalid_request"),
-        ),
-        // --- /oidc/auth ---------------------------------------------------------------------
-        row(
-            "authorization with client_id twice",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            format!("client_id={{client}}&{}", auth("")),
-            Anonymous,
-            Page(400, "oidc.invalid_request"),
-        ),
-        row(
-            "authorization with redirect_uri twice",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            auth(&format!("&redirect_uri={redirect}")),
-            Anonymous,
-            Page(400, "oidc.invalid_request"),
-        ),
-        row(
-            "authorization with broken encoding in client_id",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            format!("client_id=%ZZ&redirect_uri={redirect}&response_type=code&scope=openid"),
-            Anonymous,
-            Page(400, "oidc.invalid_client"),
-        ),
-        row(
-            "authorization with a NUL in client_id",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            format!("client_id=%00&redirect_uri={redirect}&response_type=code&scope=openid"),
-            Anonymous,
-            Page(400, "oidc.invalid_request"),
-        ),
-        row(
-            "authorization with scope twice",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            auth("&scope=openid"),
-            Anonymous,
-            Redirect("invalid_request"),
-        ),
-        row(
-            "authorization with an unknown response type",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            auth("").replace("response_type=code", "response_type=teleport"),
-            Anonymous,
-            Redirect("unsupported_response_type"),
-        ),
-        row(
-            "authorization with a 20 KiB scope",
-            Method::GET,
-            "/oidc/auth",
-            None,
-            auth("&x=1").replace(
-                "scope=openid",
-                &format!("scope=openid%20{}", &huge[..20 * 1024]),
-            ),
-            Anonymous,
-            Redirect("invalid_scope"),
-        ),
-        row(
-            "authorization by POST with a JSON body",
-            post.clone(),
-            "/oidc/auth",
-            Some("application/json"),
-            "{}",
-            Anonymous,
-            Page(400, "oidc.invalid_request"),
-        ),
+        // /oidc/token: grant types, repeated parameters, encodings, sizes, content types, client authentication.
+        row("unknown grant type", &post, token, FORM, "grant_type=urn:example:teleport", Client, OAuth(400, "unsupported_grant_type")),
+        row("no grant type", &post, token, FORM, "scope=all", Client, OAuth(400, "invalid_request")),
+        row("grant type twice", &post, token, FORM, format!("{credentials}&{credentials}"), Client, OAuth(400, "invalid_request")),
+        row("scope twice", &post, token, FORM, format!("{credentials}&scope=all&scope=all"), Client, OAuth(400, "invalid_request")),
+        row("broken percent-encoding", &post, token, FORM, "grant_type=client%ZZcredentials", Client, OAuth(400, "unsupported_grant_type")),
+        row("percent-encoded invalid UTF-8", &post, token, FORM, "grant_type=%FF%FE", Client, OAuth(400, "unsupported_grant_type")),
+        row("raw invalid UTF-8 body", &post, token, FORM, format!("{credentials}&scope={{invalid-utf8}}"), Client, OAuth(400, "invalid_request")),
+        row("NUL in a parameter", &post, token, FORM, format!("{credentials}&scope=a%00"), Client, OAuth(400, "invalid_request")),
+        row("a 200 KiB scope", &post, token, FORM, format!("{credentials}&scope={huge}"), Client, OAuth(400, "invalid_scope")),
+        row("a 200 KiB code", &post, token, FORM, format!("grant_type=authorization_code&redirect_uri={redirect}&code={huge}"), Web, OAuth(400, "invalid_grant")),
+        row("text/plain body", &post, token, Some("text/plain"), credentials, Client, OAuth(400, "invalid_request")),
+        row("multipart body", &post, token, Some("multipart/form-data; boundary=x"), "--x\r\nContent-Disposition: form-data; name=\"grant_type\"\r\n\r\nclient_credentials\r\n--x--", Client, OAuth(400, "invalid_request")),
+        row("JSON that is not an object", &post, token, json, "[\"grant_type\", \"client_credentials\"]", Client, OAuth(400, "invalid_request")),
+        row("JSON that does not parse", &post, token, json, "{\"grant_type\": ", Client, OAuth(400, "invalid_request")),
+        row("Basic credentials that are not base64", &post, token, FORM, credentials, Raw("Basic !!!not-base64!!!"), OAuth(400, "invalid_request")),
+        row("Basic credentials without a colon", &post, token, FORM, credentials, Raw("Basic bm8tY29sb24="), OAuth(400, "invalid_request")),
+        row("an unknown client", &post, token, FORM, credentials, Raw("Basic d2hvOndoYXQ="), OAuth(400, "invalid_client")),
+        row("a known client with a wrong secret", &post, token, FORM, credentials, WrongSecret, OAuth(401, "invalid_client")),
+        row("two client authentication methods", &post, token, FORM, format!("{credentials}&client_id={{client}}&client_secret=also"), Client, OAuth(400, "invalid_request")),
+        row("no client authentication", &post, token, FORM, credentials, Anonymous, OAuth(400, "invalid_request")),
+        // /oidc/token/introspection (RFC 7662): garbage tokens are simply inactive.
+        row("introspection without a token", &post, introspection, FORM, "", Client, OAuth(400, "invalid_request")),
+        row("introspection with the token twice", &post, introspection, FORM, "token=a&token=b", Client, OAuth(400, "invalid_request")),
+        row("introspection with a text/plain body", &post, introspection, Some("text/plain"), "token=a", Client, OAuth(400, "invalid_request")),
+        row("introspection without client authentication", &post, introspection, FORM, "token=a", Anonymous, OAuth(400, "invalid_request")),
+        row("introspection of a 200 KiB token", &post, introspection, FORM, format!("token={huge}"), Client, Ok(200)),
+        row("introspection of an unsigned JWT", &post, introspection, FORM, "token=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", Client, Ok(200)),
+        row("introspection of broken encoding", &post, introspection, FORM, "token=%ZZ%", Client, Ok(200)),
+        // /oidc/token/revocation (RFC 7009): revoking garbage succeeds.
+        row("revocation without a token", &post, revocation, FORM, "token_type_hint=refresh_token", Client, OAuth(400, "invalid_request")),
+        row("revocation with the token twice", &post, revocation, FORM, "token=a&token=b", Client, OAuth(400, "invalid_request")),
+        row("revocation with a JSON array", &post, revocation, json, "[]", Client, OAuth(400, "invalid_request")),
+        row("revocation without client authentication", &post, revocation, FORM, "token=a", Anonymous, OAuth(400, "invalid_request")),
+        row("revocation of a 200 KiB token", &post, revocation, FORM, format!("token={huge}"), Client, Ok(200)),
+        // /oidc/me (RFC 6750).
+        row("userinfo without a token", &get, "/oidc/me", None, "", Anonymous, OAuth(400, "invalid_request")),
+        row("userinfo with an empty bearer", &get, "/oidc/me", None, "", Raw("Bearer "), OAuth(400, "invalid_request")),
+        row("userinfo with another scheme", &get, "/oidc/me", None, "", Raw("Basic d2hvOndoYXQ="), OAuth(400, "invalid_request")),
+        row("userinfo with a token in header and body", &post, "/oidc/me", FORM, "access_token=x", Raw("Bearer x"), OAuth(400, "invalid_request")),
+        row("userinfo with a malformed JWT", &get, "/oidc/me", None, "", Raw("Bearer a.b.c"), Bearer(401, "invalid_token")),
+        row("userinfo with an unsigned JWT", &get, "/oidc/me", None, "", Raw("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."), Bearer(401, "invalid_token")),
+        row("userinfo with a 200 KiB token", &post, "/oidc/me", FORM, format!("access_token={huge}"), Anonymous, Bearer(401, "invalid_token")),
+        row("userinfo by POST with a text/plain body", &post, "/oidc/me", Some("text/plain"), "access_token=x", Anonymous, OAuth(400, "invalid_request")),
+        // /oidc/auth: shown as a page until client and redirect URI are known good, then redirected.
+        row("authorization with client_id twice", &get, "/oidc/auth", None, format!("client_id={{client}}&{auth}"), Anonymous, Page(400, "oidc.invalid_request")),
+        row("authorization with redirect_uri twice", &get, "/oidc/auth", None, format!("{auth}&redirect_uri={redirect}"), Anonymous, Page(400, "oidc.invalid_request")),
+        row("authorization with broken encoding in client_id", &get, "/oidc/auth", None, auth.replace("{client}", "%ZZ"), Anonymous, Page(400, "oidc.invalid_client")),
+        row("authorization with a NUL in client_id", &get, "/oidc/auth", None, auth.replace("{client}", "%00"), Anonymous, Page(400, "oidc.invalid_request")),
+        row("authorization with a 20 KiB client_id", &get, "/oidc/auth", None, auth.replace("{client}", big), Anonymous, Page(400, "oidc.invalid_client")),
+        row("authorization with a 20 KiB redirect_uri", &get, "/oidc/auth", None, auth.replace(&redirect, big), Anonymous, Page(400, "oidc.invalid_redirect_uri")),
+        row("authorization with scope twice", &get, "/oidc/auth", None, format!("{auth}&scope=openid"), Anonymous, Redirect("invalid_request")),
+        row("authorization with an unknown response type", &get, "/oidc/auth", None, auth.replace("response_type=code", "response_type=teleport"), Anonymous, Redirect("unsupported_response_type")),
+        row("authorization with a 20 KiB response type", &get, "/oidc/auth", None, auth.replace("response_type=code", &format!("response_type={big}")), Anonymous, Redirect("unsupported_response_type")),
+        row("authorization by POST with a text/plain body", &post, "/oidc/auth", Some("text/plain"), auth.clone(), Anonymous, Page(400, "oidc.invalid_request")),
+        row("authorization by POST with a JSON array", &post, "/oidc/auth", json, "[]", Anonymous, Page(400, "oidc.invalid_request")),
     ]
 }
 
@@ -509,6 +154,8 @@ async fn malformed_oauth_requests_get_the_right_oauth_error() {
     let server = TestServer::start().await;
     let (client, secret) = app(&server, "Traditional").await;
     let secret = secret.unwrap();
+    let (robot, robot_secret) = app(&server, "MachineToMachine").await;
+    let robot_secret = robot_secret.unwrap();
     let http = browser();
     let mut wrong = Vec::new();
     for row in table() {
@@ -528,7 +175,9 @@ async fn malformed_oauth_requests_get_the_right_oauth_error() {
         }
         request = match row.auth {
             Auth::None => request,
-            Auth::Client => request.basic_auth(&client, Some(&secret)),
+            Auth::Client => request.basic_auth(&robot, Some(&robot_secret)),
+            Auth::Web => request.basic_auth(&client, Some(&secret)),
+            Auth::WrongSecret => request.basic_auth(&client, Some("not-the-secret")),
             Auth::Raw(value) => request.header("authorization", value),
         };
         let reply = Reply::from(request.send().await.unwrap()).await;

@@ -84,6 +84,78 @@ async fn without_a_session_the_console_sends_the_browser_through_our_oidc_with_p
     assert_eq!(page.status(), 303);
 }
 
+/// A user with something on every tab: a role, an organization with an organization role, a
+/// social identity that is her only way to sign in, a TOTP factor and two access tokens.
+async fn provision_carol(server: &TestServer) -> String {
+    let carol = server
+        .post(
+            "/api/users",
+            json!({"username": "carol_tabs", "name": "Carol Tabs"}),
+        )
+        .await;
+    let carol = carol.expect(200)["id"].as_str().unwrap().to_owned();
+    let role = server
+        .post(
+            "/api/roles",
+            json!({"name": "Support agent", "description": "Answers tickets", "type": "User"}),
+        )
+        .await;
+    let role = role.expect(200)["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/api/users/{carol}/roles"),
+            json!({"roleIds": [role]}),
+        )
+        .await
+        .expect(201);
+    let org = server
+        .post("/api/organizations", json!({"name": "Acme Corp"}))
+        .await;
+    let org = org.expect(201)["id"].as_str().unwrap().to_owned();
+    let org_role = server
+        .post("/api/organization-roles", json!({"name": "billing-admin"}))
+        .await;
+    let org_role = org_role.expect(201)["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/api/organizations/{org}/users"),
+            json!({"userIds": [carol]}),
+        )
+        .await
+        .expect(201);
+    server
+        .post(
+            &format!("/api/organizations/{org}/users/{carol}/roles"),
+            json!({"organizationRoleIds": [org_role]}),
+        )
+        .await
+        .expect(201);
+    server
+        .put(
+            &format!("/api/users/{carol}/identities/github"),
+            json!({"userId": "gh-4242", "details": {"login": "carol-gh"}}),
+        )
+        .await
+        .expect(201);
+    server
+        .post(
+            &format!("/api/users/{carol}/mfa-verifications"),
+            json!({"type": "Totp"}),
+        )
+        .await
+        .expect(200);
+    for name in ["ci-deploy", "laptop"] {
+        server
+            .post(
+                &format!("/api/users/{carol}/personal-access-tokens"),
+                json!({"name": name}),
+            )
+            .await
+            .expect(201);
+    }
+    carol
+}
+
 #[tokio::test]
 async fn an_operator_walks_every_console_page_in_a_browser() {
     let python = python();
@@ -122,6 +194,8 @@ async fn an_operator_walks_every_console_page_in_a_browser() {
         .await
         .expect(201);
 
+    let carol = provision_carol(&server).await;
+
     let shots = workspace().join("target/artefacts/console");
     std::fs::create_dir_all(&shots).unwrap();
     let log_path = shots.join("pytest.log");
@@ -137,6 +211,8 @@ async fn an_operator_walks_every_console_page_in_a_browser() {
         .env("APP_ID", &app_id)
         .env("APP_SECRET", &app_secret)
         .env("APP_PORT", port.to_string())
+        .env("CAROL_ID", &carol)
+        .env("ADMIN_ID", &admin_id)
         .env("CONSOLE_SHOTS", &shots)
         .env("SCREENSHOT_DIR", shots.join("app"))
         .env("NO_COLOR", "1")

@@ -35,4 +35,5 @@ mod signing_keys;
 mod skeleton;
 mod smtp_server;
 mod social_oidc;
+mod social_oidc_provider;
 mod users;

@@ -55,6 +55,45 @@ impl Browser {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Posts a page's form (URL-encoded, as a browser does).
+    async fn form(&self, action: &str, fields: &[(&str, &str)]) -> Reply {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let request = self
+            .http
+            .post(format!("{}{action}", self.endpoint))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// The authorization request; answers where the browser is sent (a page of ours).
+    async fn start(&self, client_id: &str, extra: &str) -> String {
+        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
+        let reply = self
+            .get(&format!(
+                "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
+                 &scope=openid&state=s{extra}"
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        location(&reply)
+    }
+
+    /// Follows the resume URL a finished page sends the browser to, to the application.
+    async fn reaches_the_app(&self, reply: &Reply) {
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        let answered = self.get(&location(reply)).await;
+        assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
+        let target = location(&answered);
+        assert!(target.starts_with(&format!("{REDIRECT}?code=")), "{target}");
+    }
+
     async fn authorize(&self, client_id: &str) {
         let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
         let reply = self
@@ -564,5 +603,268 @@ async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
         locked[0].payload["identifier"],
         json!({"type": "userId", "value": ada})
     );
+    server.assert_replay_check();
+}
+
+/// Where a redirect sends the browser: path and query (our pages), or the whole URL (the
+/// application's).
+fn location(reply: &Reply) -> String {
+    let target = reply.header("location").unwrap_or_default();
+    if target.starts_with(REDIRECT) {
+        return target.to_owned();
+    }
+    let url = url::Url::parse("http://page.invalid")
+        .unwrap()
+        .join(target)
+        .unwrap();
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+/// A page's HTML.
+fn html(reply: &Reply) -> &str {
+    reply.body.as_str().unwrap_or_default()
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of the first `attribute="…"` after `anchor` in the page.
+fn attribute_after(page: &str, anchor: &str, attribute: &str) -> String {
+    let from = page
+        .find(anchor)
+        .unwrap_or_else(|| panic!("{anchor} in {page}"));
+    let rest = &page[from..];
+    let start = rest.find(&format!("{attribute}=\"")).unwrap() + attribute.len() + 2;
+    let end = rest[start..].find('"').unwrap();
+    unescape(&rest[start..start + end])
+}
+
+/// A page's first form: its action and CSRF token.
+fn first_form(page: &str) -> (String, String) {
+    (
+        attribute_after(page, "<form", "action"),
+        attribute_after(page, "name=\"_csrf\"", "value"),
+    )
+}
+
+/// Signs in with the password on the hosted sign-in page; answers the page's redirect.
+async fn password_on_the_page(browser: &Browser, app: &str, username: &str) -> Reply {
+    let page = browser.get(&browser.start(app, "").await).await;
+    let (action, csrf) = first_form(html(&page));
+    browser
+        .form(
+            &action,
+            &[
+                ("_csrf", &csrf),
+                ("identifier", username),
+                ("password", PASSWORD),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_first() {
+    let server = TestServer::start().await;
+    let app = app(&server).await;
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({"mfa": {"factors": ["Totp", "BackupCode"], "policy": "Mandatory"}}),
+        )
+        .await
+        .expect(200);
+    user(
+        &server,
+        json!({"username": "ada", "primaryEmail": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+
+    // Enrolment on the pages: the password, then the QR code, then the backup codes.
+    let browser = Browser::new(&server);
+    let signed = password_on_the_page(&browser, &app, "ada").await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    let binding = location(&signed);
+    assert!(binding.starts_with("/mfa-binding/totp"), "{binding}");
+    let page = browser.get(&binding).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let page = html(&page).to_owned();
+    let qr = attribute_after(&page, "id=\"totp-qr\"", "src");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(qr.strip_prefix("data:image/png;base64,").unwrap())
+        .unwrap();
+    let uri = decode_qr(&png);
+    let secret = url::Url::parse(&uri)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "secret")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(
+        page.contains(&secret),
+        "the key is shown beside the QR code"
+    );
+    assert!(
+        !page.contains("/mfa-binding/skip"),
+        "a mandatory policy offers no skip"
+    );
+    let (action, csrf) = first_form(&page);
+    let verification_id = attribute_after(&page, "name=\"verification_id\"", "value");
+    let wrong = browser
+        .form(
+            &action,
+            &[
+                ("_csrf", &csrf),
+                ("verification_id", &verification_id),
+                ("code", &wrong_code(&secret)),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(html(&wrong).contains("role=\"alert\""));
+    assert!(
+        html(&wrong).contains(&secret),
+        "the same key is shown again"
+    );
+    let confirmed = browser
+        .form(
+            &action,
+            &[
+                ("_csrf", &csrf),
+                ("verification_id", &verification_id),
+                ("code", &code_now(&secret)),
+            ],
+        )
+        .await;
+    assert_eq!(
+        confirmed.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        confirmed.body
+    );
+    let codes_page = location(&confirmed);
+    assert!(
+        codes_page.starts_with("/mfa-binding/backup-code"),
+        "{codes_page}"
+    );
+    let page = browser.get(&codes_page).await;
+    let page = html(&page).to_owned();
+    let codes: Vec<String> = page
+        .split("<code>")
+        .skip(1)
+        .map(|part| part.split("</code>").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{page}");
+    let (action, csrf) = first_form(&page);
+    let verification_id = attribute_after(&page, "name=\"verification_id\"", "value");
+    let done = browser
+        .form(
+            &action,
+            &[("_csrf", &csrf), ("verification_id", &verification_id)],
+        )
+        .await;
+    browser.reaches_the_app(&done).await;
+
+    // Signed out (a new browser): the password leads to the code, a wrong one is refused.
+    let browser = Browser::new(&server);
+    let signed = password_on_the_page(&browser, &app, "ada").await;
+    let verification = location(&signed);
+    assert!(
+        verification.starts_with("/mfa-verification"),
+        "{verification}"
+    );
+    let page = browser.get(&verification).await;
+    let page = html(&page).to_owned();
+    assert!(
+        page.contains("name=\"factor\" value=\"backup\""),
+        "backup codes are offered"
+    );
+    let (action, csrf) = first_form(&page);
+    let wrong = browser
+        .form(
+            &action,
+            &[
+                ("_csrf", &csrf),
+                ("factor", "totp"),
+                ("code", &wrong_code(&secret)),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(html(&wrong).contains("role=\"alert\""));
+    let right = browser
+        .form(
+            &action,
+            &[
+                ("_csrf", &csrf),
+                ("factor", "totp"),
+                ("code", &code_now(&secret)),
+            ],
+        )
+        .await;
+    browser.reaches_the_app(&right).await;
+
+    // A magic link is a first factor like any other: the second is still asked, and a
+    // backup code answers it, once.
+    let token = server
+        .post("/api/one-time-tokens", json!({"email": "ada@example.com"}))
+        .await;
+    let token = token.expect(201)["token"].as_str().unwrap().to_owned();
+    let browser = Browser::new(&server);
+    let link = browser
+        .start(
+            &app,
+            &format!("&one_time_token={token}&login_hint=ada%40example.com"),
+        )
+        .await;
+    assert!(link.starts_with("/one-time-token"), "{link}");
+    let followed = browser.get(&link).await;
+    assert_eq!(followed.status, StatusCode::SEE_OTHER, "{}", followed.body);
+    let verification = location(&followed);
+    assert!(
+        verification.starts_with("/mfa-verification"),
+        "{verification}"
+    );
+    let page = browser.get(&verification).await;
+    let (action, csrf) = first_form(html(&page));
+    let backup = browser
+        .form(
+            &action,
+            &[("_csrf", &csrf), ("factor", "backup"), ("code", &codes[0])],
+        )
+        .await;
+    browser.reaches_the_app(&backup).await;
+
+    let browser = Browser::new(&server);
+    let signed = password_on_the_page(&browser, &app, "ada").await;
+    let page = browser.get(&location(&signed)).await;
+    let (action, csrf) = first_form(html(&page));
+    let again = browser
+        .form(
+            &action,
+            &[("_csrf", &csrf), ("factor", "backup"), ("code", &codes[0])],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(html(&again).contains("role=\"alert\""));
+    let second = browser
+        .form(
+            &action,
+            &[("_csrf", &csrf), ("factor", "backup"), ("code", &codes[1])],
+        )
+        .await;
+    browser.reaches_the_app(&second).await;
     server.assert_replay_check();
 }

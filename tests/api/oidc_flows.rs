@@ -2,9 +2,9 @@
 //! automatic redirects) signs in through the hosted pages or the Experience API, the
 //! application's back channel redeems codes and refresh tokens, and every token is checked as a
 //! relying party checks it (ID tokens and JWT access tokens against `/oidc/jwks`). Also every
-//! refusal on the way, consent for third-party applications, suspension, concurrency, the
-//! sign-in rate limit and lockout across nodes, the logout pages, and the activity log entries
-//! all of it leaves.
+//! refusal on the way, consent for third-party applications, suspension, concurrency (over
+//! two nodes on one database), the sign-in rate limit and lockout across nodes, the logout
+//! pages, and the activity log entries all of it leaves.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,14 +34,14 @@ const FULL_SCOPE: &str = "openid profile email roles urn:logto:scope:organizatio
 // --- the browser ------------------------------------------------------------------------------
 
 /// A browser: cookies, no automatic redirects, every relative URL on one origin.
-struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     origin: String,
 }
 
 impl Browser {
     /// On the server's public endpoint, where its redirects point.
-    fn new(server: &TestServer) -> Browser {
+    pub(crate) fn new(server: &TestServer) -> Browser {
         Browser::on(&server.endpoint)
     }
 
@@ -89,7 +89,12 @@ impl Browser {
 
     /// `/oidc/auth` for `client` with `scope` and `extra` parameters (state `st4te`, nonce
     /// `n0nce`, and a PKCE challenge for public clients).
-    async fn authorize(&self, client: &Client, scope: &str, extra: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn authorize(
+        &self,
+        client: &Client,
+        scope: &str,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let mut query = form_urlencoded::Serializer::new(String::new());
         query
             .append_pair("client_id", &client.id)
@@ -175,7 +180,12 @@ impl Browser {
     }
 
     /// The Experience API's whole sign-in; returns the resume URL's answer.
-    async fn sign_in_with_api(&self, started: &Reply, username: &str, password: &str) -> Reply {
+    pub(crate) async fn sign_in_with_api(
+        &self,
+        started: &Reply,
+        username: &str,
+        password: &str,
+    ) -> Reply {
         let resume = self.submit_with_api(started, username, password).await;
         self.get(&resume).await
     }
@@ -223,7 +233,7 @@ fn challenge(verifier: &str) -> String {
 
 /// The code of a redirect to the application, after checking `state` and `iss`.
 #[track_caller]
-fn code_of(server: &TestServer, answered: &Reply) -> String {
+pub(crate) fn code_of(server: &TestServer, answered: &Reply) -> String {
     assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
     let target = location(answered);
     assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
@@ -250,15 +260,15 @@ fn error_of(answered: &Reply) -> String {
 // --- the application ------------------------------------------------------------------------
 
 /// A registered application as its back channel knows itself.
-struct Client {
-    id: String,
+pub(crate) struct Client {
+    pub(crate) id: String,
     /// `None` for public clients (SPA), which authenticate by `client_id` alone.
-    secret: Option<String>,
+    pub(crate) secret: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
-    async fn create(server: &TestServer, kind: &str, third_party: bool) -> Client {
+    pub(crate) async fn create(server: &TestServer, kind: &str, third_party: bool) -> Client {
         let created = server
             .post(
                 "/api/applications",
@@ -299,7 +309,7 @@ impl Client {
         Reply::from(request.form(&fields).send().await.unwrap()).await
     }
 
-    async fn redeem(&self, server: &TestServer, code: &str) -> Reply {
+    pub(crate) async fn redeem(&self, server: &TestServer, code: &str) -> Reply {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -318,7 +328,7 @@ impl Client {
         self.call(server, "/oidc/token", &form).await
     }
 
-    async fn refresh(&self, server: &TestServer, refresh_token: &str) -> Reply {
+    pub(crate) async fn refresh(&self, server: &TestServer, refresh_token: &str) -> Reply {
         self.call(
             server,
             "/oidc/token",
@@ -345,15 +355,15 @@ impl Client {
 }
 
 /// The tokens of a 200 from the token endpoint.
-struct Tokens {
-    access: String,
-    refresh: Option<String>,
-    id_token: Option<String>,
+pub(crate) struct Tokens {
+    pub(crate) access: String,
+    pub(crate) refresh: Option<String>,
+    pub(crate) id_token: Option<String>,
     body: Value,
 }
 
 #[track_caller]
-fn tokens(reply: &Reply) -> Tokens {
+pub(crate) fn tokens(reply: &Reply) -> Tokens {
     let body = reply.expect(200).clone();
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     Tokens {
@@ -1298,17 +1308,19 @@ async fn introspection_and_revocation_of_real_tokens() {
     server.assert_replay_check();
 }
 
-/// Sends `count` copies of one token request at once; returns the statuses and bodies.
+/// Sends `count` copies of one token request at once, spread over the `origins` (nodes on one
+/// database); returns the statuses and bodies.
 async fn all_at_once(
-    server: &TestServer,
+    origins: &[&str],
     client: &Client,
     form: Vec<(String, String)>,
     count: usize,
 ) -> Vec<Reply> {
     let gate = Arc::new(tokio::sync::Barrier::new(count));
     let mut tasks = Vec::new();
-    for _ in 0..count {
-        let (gate, form, url) = (gate.clone(), form.clone(), server.url("/oidc/token"));
+    for i in 0..count {
+        let url = format!("{}/oidc/token", origins[i % origins.len()]);
+        let (gate, form) = (gate.clone(), form.clone());
         let (id, secret) = (client.id.clone(), client.secret.clone());
         tasks.push(tokio::spawn(async move {
             let http = idledger::outbound::client_builder().build().unwrap();
@@ -1340,7 +1352,7 @@ fn outcomes(replies: &[Reply]) -> HashMap<String, usize> {
 }
 
 #[tokio::test]
-async fn a_hundred_concurrent_redemptions_of_one_code_yield_one_token() {
+async fn a_hundred_concurrent_redemptions_of_one_code_over_two_nodes_yield_one_token() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
@@ -1355,7 +1367,8 @@ async fn a_hundred_concurrent_redemptions_of_one_code_yield_one_token() {
         ("code".to_owned(), code),
         ("redirect_uri".to_owned(), REDIRECT.to_owned()),
     ];
-    let replies = all_at_once(&server, &web, form, 100).await;
+    let node2 = server.second_node();
+    let replies = all_at_once(&[&server.base, &node2.base], &web, form, 100).await;
     let counted = outcomes(&replies);
     assert_eq!(counted.get("200"), Some(&1), "{counted:?}");
     assert_eq!(
@@ -1380,7 +1393,7 @@ async fn a_hundred_concurrent_redemptions_of_one_code_yield_one_token() {
 }
 
 #[tokio::test]
-async fn a_hundred_concurrent_refreshes_of_one_token_yield_one_rotation() {
+async fn a_hundred_concurrent_refreshes_of_one_token_over_two_nodes_yield_one_rotation() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
@@ -1397,7 +1410,8 @@ async fn a_hundred_concurrent_refreshes_of_one_token_yield_one_rotation() {
         ("grant_type".to_owned(), "refresh_token".to_owned()),
         ("refresh_token".to_owned(), issued.refresh.unwrap()),
     ];
-    let replies = all_at_once(&server, &web, form, 100).await;
+    let node2 = server.second_node();
+    let replies = all_at_once(&[&server.base, &node2.base], &web, form, 100).await;
     let counted = outcomes(&replies);
     assert_eq!(counted.get("200"), Some(&1), "{counted:?}");
     assert_eq!(
@@ -1559,7 +1573,14 @@ async fn sign_in_attempts_are_rate_limited_per_address() {
             .await
             .expect_error(422, "session.invalid_credentials");
     }
-    let limited = browser.verify_password("ada", PASSWORD).await;
+    // Counted in the database: a second node refuses the fourth as well. (Its address on
+    // `localhost`, the endpoint's host, so the browser sends it the interaction's cookie.)
+    let node2 = server.second_node();
+    let through_node2 = Browser {
+        http: browser.http.clone(),
+        origin: node2.base.replacen("127.0.0.1", "localhost", 1),
+    };
+    let limited = through_node2.verify_password("ada", PASSWORD).await;
     limited.expect_error(429, "request.rate_limited");
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&retry_after), "{retry_after}");

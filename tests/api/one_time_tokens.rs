@@ -1,5 +1,5 @@
 //! `/api/one-time-tokens` (logto-compat §4): routes, the six error cases, single use under
-//! concurrency, and the creation rate limit.
+//! concurrency, and the creation rate limit (both across two nodes on one database).
 
 use std::sync::Arc;
 
@@ -157,17 +157,26 @@ async fn routes_statuses_and_the_error_cases() {
 #[tokio::test]
 async fn of_a_hundred_concurrent_verifications_exactly_one_wins() {
     let server = Arc::new(TestServer::start().await);
+    // Half of them through a second node on the same database: single use holds across nodes.
+    let node2 = server.second_node();
     let token = create(&server, json!({"email": "race@example.com"})).await;
     let value = token["token"].as_str().unwrap().to_owned();
     let mut tasks = Vec::new();
-    for _ in 0..100 {
+    for i in 0..100 {
         let server = server.clone();
         let value = value.clone();
+        let base = if i % 2 == 0 {
+            server.base.clone()
+        } else {
+            node2.base.clone()
+        };
         tasks.push(tokio::spawn(async move {
             server
-                .post(
+                .call_on(
+                    &base,
+                    reqwest::Method::POST,
                     "/api/one-time-tokens/verify",
-                    json!({"token": value, "email": "race@example.com"}),
+                    Some(json!({"token": value, "email": "race@example.com"})),
                 )
                 .await
         }));
@@ -200,10 +209,14 @@ async fn creation_is_rate_limited_per_email() {
     for _ in 0..5 {
         create(&server, json!({"email": "flood@example.com"})).await;
     }
+    // The count lives in the database: a second node refuses the sixth too.
+    let node2 = server.second_node();
     let limited = server
-        .post(
+        .call_on(
+            &node2.base,
+            reqwest::Method::POST,
             "/api/one-time-tokens",
-            json!({"email": "Flood@example.com"}),
+            Some(json!({"email": "Flood@example.com"})),
         )
         .await;
     assert_eq!(limited.status.as_u16(), 429, "{}", limited.body);

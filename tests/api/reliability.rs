@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -176,9 +178,9 @@ async fn users(server: &TestServer, prefix: &str, count: usize) -> Vec<String> {
 }
 
 /// Four creations, three renames and three tokens in every ten requests, interleaved.
-fn crash_mix(round: &str, renamed: &[String]) -> Vec<Request> {
+fn mix(round: &str, renamed: &[String], count: usize) -> Vec<Request> {
     let mut renames = renamed.iter();
-    (0..CRASH_REQUESTS)
+    (0..count)
         .map(|i| match i % 10 {
             0..4 => Request::CreateUser {
                 username: format!("{round}_{i}"),
@@ -264,7 +266,7 @@ async fn audit(server: &TestServer, answered: &[Answered]) -> Tally {
                     "{}: read model and log disagree ({recorded:?})",
                     one.request_id
                 );
-                if let Some((_, body)) = &one.reply {
+                if let Some((_, body)) = one.reply.as_ref().filter(|_| acknowledged) {
                     let id = body["id"].as_str().unwrap();
                     assert_eq!(
                         by_id.get(id).and_then(|(u, _)| u.as_deref()),
@@ -307,7 +309,7 @@ async fn audit(server: &TestServer, answered: &[Answered]) -> Tally {
 /// then the audit (the restarted server answers, and the replay check passes).
 async fn crash_round(server: &mut TestServer, round: &str, crash: fn(&mut TestServer)) -> Tally {
     let renamed = users(server, &format!("{round}_renamed"), RENAMED_USERS).await;
-    let requests = crash_mix(round, &renamed);
+    let requests = mix(round, &renamed, CRASH_REQUESTS);
     let (_never, unstopped) = watch::channel(false);
     let (running, mut progress) = drive(
         Target::of(server).await,
@@ -332,7 +334,7 @@ async fn crash_round(server: &mut TestServer, round: &str, crash: fn(&mut TestSe
         .expect(200);
     server.assert_replay_check();
     println!(
-        "reliability: crash round {round}: {} requests sent, {} acknowledged, {} of them found \
+        "reliability: crash round {round}: {} requests, {} acknowledged, {} of them found \
          in the log and the read models; {} unanswered, of which {} committed whole and none \
          half-applied",
         tally.sent, tally.acknowledged, tally.found, tally.unanswered, tally.uncertain_committed
@@ -518,4 +520,269 @@ async fn postgres_restarted_under_load_costs_no_acknowledged_write() {
         tally.uncertain_committed,
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_answer_as_one() {
+    const PER_NODE: usize = 200;
+    let server = TestServer::start().await;
+    let node2 = server.second_node();
+    let started = Instant::now();
+    let renamed = users(&server, "spread_renamed", PER_NODE * 3 / 10 * 2).await;
+    let first = Target::of(&server).await;
+    // The second node has the same public endpoint: the first node's token is good there.
+    let second = Target {
+        base: node2.base.clone(),
+        ..first.clone()
+    };
+    let (half, other_half) = renamed.split_at(renamed.len() / 2);
+    let mut answered = Vec::new();
+    let mut runs = Vec::new();
+    for (target, round, renamed) in [(first, "node1", half), (second, "node2", other_half)] {
+        let requests = mix(round, renamed, PER_NODE);
+        let (_never, unstopped) = watch::channel(false);
+        runs.push(
+            drive(
+                target,
+                round,
+                16,
+                move |i| requests.get(i).cloned(),
+                unstopped,
+            )
+            .0,
+        );
+    }
+    for run in runs {
+        answered.extend(run.await.unwrap());
+    }
+    let tally = audit(&server, &answered).await;
+    assert_eq!(tally.acknowledged, 2 * PER_NODE, "{tally:?}");
+
+    // Whichever node answers, the answer is the same: lists, single resources, the key set
+    // and the discovery document.
+    let renamed_path = format!("/api/users/{}", renamed[0]);
+    for path in [
+        "/api/users?page_size=100",
+        "/api/users?page_size=100&page=3",
+        renamed_path.as_str(),
+        "/api/applications",
+        "/oidc/jwks",
+        "/oidc/.well-known/openid-configuration",
+    ] {
+        let one = server.get(path).await;
+        let other = server
+            .call_on(&node2.base, reqwest::Method::GET, path, None)
+            .await;
+        assert_eq!(one.status, 200, "{path}: {}", one.body);
+        assert_eq!(one.body, other.body, "{path}");
+        assert_eq!(
+            one.header("total-number"),
+            other.header("total-number"),
+            "{path}"
+        );
+    }
+    // A token the second node issued is accepted by the first: one signing-key set.
+    let target = Target {
+        base: node2.base.clone(),
+        ..Target::of(&server).await
+    };
+    let (status, issued) = target.send("node2-token", &Request::Token).await.unwrap();
+    assert_eq!(status, 200, "{issued}");
+    server
+        .call_with(
+            Some(&format!(
+                "Bearer {}",
+                issued["access_token"].as_str().unwrap()
+            )),
+            "/api/users?page_size=1",
+        )
+        .await
+        .expect(200);
+    server.assert_replay_check();
+    println!(
+        "reliability: two nodes on one database: {} requests spread over both, {} acknowledged \
+         and {} found; lists, resources, JWKS and discovery identical on both; {:.0?}",
+        tally.sent,
+        tally.acknowledged,
+        tally.found,
+        started.elapsed()
+    );
+}
+
+/// Values the secrets audit sets itself, so it knows what to look for.
+const AUDIT_PASSWORD: &str = "Audit-Horse-Battery-93";
+const AUDIT_SMTP_PASSWORD: &str = "audit-smtp-Pa55-never-stored";
+
+#[tokio::test]
+async fn no_secret_of_the_flows_is_in_the_database_or_the_log() {
+    use crate::oidc_flows::{Browser, Client, code_of, tokens};
+    let server = TestServer::start().await;
+    // (what, value) for every secret the flows below use or are given.
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("bootstrap client secret", BOOTSTRAP_SECRET.to_owned()),
+        ("key-encryption key", crate::support::KEK.to_owned()),
+        ("password", AUDIT_PASSWORD.to_owned()),
+        ("SMTP password", AUDIT_SMTP_PASSWORD.to_owned()),
+    ];
+    let ada = server
+        .post(
+            "/api/users",
+            json!({"username": "ada", "password": AUDIT_PASSWORD, "primaryEmail": "ada@example.com"}),
+        )
+        .await
+        .expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .post(
+            &format!("/api/users/{ada}/password/verify"),
+            json!({"password": AUDIT_PASSWORD}),
+        )
+        .await
+        .expect(204);
+
+    // An application's secret, an authorization code, tokens and a refresh rotation.
+    let web = Client::create(&server, "Traditional", false).await;
+    secrets.push(("client secret", web.secret.clone().unwrap()));
+    let browser = Browser::new(&server);
+    let started = browser
+        .authorize(&web, "openid offline_access", &[("prompt", "consent")])
+        .await;
+    let code = code_of(
+        &server,
+        &browser
+            .sign_in_with_api(&started, "ada", AUDIT_PASSWORD)
+            .await,
+    );
+    let issued = tokens(&web.redeem(&server, &code).await);
+    let refreshed = tokens(&web.refresh(&server, issued.refresh.as_ref().unwrap()).await);
+    secrets.push(("authorization code", code));
+    secrets.push(("refresh token", issued.refresh.unwrap()));
+    secrets.push(("rotated refresh token", refreshed.refresh.unwrap()));
+    secrets.push(("access token", issued.access));
+    secrets.push(("ID token", issued.id_token.unwrap()));
+    let m2m = server.token().await;
+    secrets.push(("client-credentials token", m2m));
+
+    // A one-time token, verified; a personal access token; TOTP and backup codes.
+    let one_time = server
+        .post("/api/one-time-tokens", json!({"email": "ada@example.com"}))
+        .await
+        .expect(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server
+        .post(
+            "/api/one-time-tokens/verify",
+            json!({"token": one_time, "email": "ada@example.com"}),
+        )
+        .await
+        .expect(200);
+    secrets.push(("one-time token", one_time));
+    let pat = server
+        .post(
+            &format!("/api/users/{ada}/personal-access-tokens"),
+            json!({"name": "ci"}),
+        )
+        .await
+        .expect(201)["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    secrets.push(("personal access token", pat));
+    let mfa = format!("/api/users/{ada}/mfa-verifications");
+    let totp = server.post(&mfa, json!({"type": "Totp"})).await;
+    secrets.push((
+        "TOTP secret",
+        totp.expect(200)["secret"].as_str().unwrap().to_owned(),
+    ));
+    let backup = server.post(&mfa, json!({"type": "BackupCode"})).await;
+    for code in backup.expect(200)["codes"].as_array().unwrap() {
+        secrets.push(("backup code", code.as_str().unwrap().to_owned()));
+    }
+
+    // An SMTP connector's password.
+    server
+        .post(
+            "/api/connectors",
+            json!({"connectorId": "simple-mail-transfer-protocol", "config": {
+                "host": "127.0.0.1", "port": 2525,
+                "fromEmail": "Audit <no-reply@idledger.test>",
+                "templates": crate::connectors::templates("text/plain"),
+                "auth": {"user": "audit", "pass": AUDIT_SMTP_PASSWORD},
+            }}),
+        )
+        .await
+        .expect(200);
+
+    // The signing key, as only the vault and the KEK give it.
+    let private_key = signing_key(&server).await;
+
+    let dump = std::process::Command::new(crate::support::pg_bin("pg_dump"))
+        .arg("--dbname")
+        .arg(server.database_url())
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    // The search can find things: the read models hold the e-mail address in the clear.
+    assert!(dump.contains("COPY public.vault") && dump.contains("ada@example.com"));
+    let log = server.server_log();
+    assert!(log.contains("request served"), "the log was captured");
+    for (name, text) in [("database dump", &dump), ("server log", &log)] {
+        for (what, secret) in &secrets {
+            // As text (a column or JSON), or as the bytes of a bytea column.
+            assert!(
+                !text.contains(secret.as_str()),
+                "the {what} is in the {name}"
+            );
+            assert!(
+                !text.contains(&hex(secret.as_bytes())),
+                "the {what} is in the {name} as bytes"
+            );
+        }
+        for (form, encoded) in [
+            ("hex", hex(&private_key)),
+            ("base64", STANDARD.encode(&private_key)),
+            ("base64url", URL_SAFE_NO_PAD.encode(&private_key)),
+        ] {
+            assert!(
+                !text.contains(&encoded),
+                "the signing key is in the {name} ({form})"
+            );
+        }
+    }
+    println!(
+        "reliability: secrets audit: {} secrets and the signing key checked against a {} kB \
+         pg_dump and a {} kB server log: none found",
+        secrets.len(),
+        dump.len() / 1024,
+        log.len() / 1024
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current signing key's PKCS#8 bytes, opened from the vault with the test KEK.
+async fn signing_key(server: &TestServer) -> Vec<u8> {
+    let row = server
+        .db()
+        .await
+        .query_one(
+            "SELECT v.ref, v.sealed FROM signing_keys k JOIN vault v ON v.ref = k.vault_ref \
+             ORDER BY k.generation DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let keyring = idledger::crypto::Keyring::from_base64(crate::support::KEK).unwrap();
+    keyring.open_vault(row.get(0), row.get(1)).unwrap()
 }

@@ -16,7 +16,7 @@ use crate::support::{KEK, Reply, TestServer, now_s, pg_bin};
 
 pub const PASSWORD: &str = "Upstream-Horse-42";
 const APP_REDIRECT: &str = "https://app.example.com/callback";
-const CONNECTOR: &str = "upstream";
+pub const CONNECTOR: &str = "upstream";
 const AGENT: &str = "social-browser/1.0";
 
 /// A browser: its own cookies, no automatic redirects.
@@ -333,7 +333,7 @@ pub async fn social_sign_in(upstream: &Upstream, downstream: &Downstream, event:
         .0
 }
 
-async fn downstream_user_of(downstream: &Downstream, upstream_user_id: &str) -> String {
+pub async fn downstream_user_of(downstream: &Downstream, upstream_user_id: &str) -> String {
     let db = downstream.server.db().await;
     let row = db
         .query_one(
@@ -712,7 +712,7 @@ async fn an_administrator_links_an_identity_with_what_the_provider_returned() {
 // --- the token vault ------------------------------------------------------------------------
 
 /// An end-user access token of the downstream for `browser`'s finished sign-in.
-async fn end_user_token(downstream: &Downstream, browser_code: &str) -> String {
+pub async fn end_user_token(downstream: &Downstream, browser_code: &str) -> String {
     let reply = downstream
         .server
         .token_request(
@@ -758,7 +758,7 @@ async fn short_lived_resource(server: &TestServer, indicator: &str, ttl_s: i64) 
         .unwrap();
 }
 
-fn dump(server: &TestServer) -> String {
+pub fn dump(server: &TestServer) -> String {
     let dumped = std::process::Command::new(pg_bin("pg_dump"))
         .arg("--dbname")
         .arg(server.database_url())
@@ -821,6 +821,16 @@ async fn the_token_vault_keeps_refreshes_and_erases_the_upstream_tokens_sealed()
     assert_eq!(secret["metadata"]["tokenType"], "Bearer");
     assert!(secret.get("accessToken").is_none() && !secret.to_string().contains("refresh_token"));
     let first_expiry = secret["metadata"]["expiresAt"].as_i64().unwrap();
+    let all = downstream
+        .server
+        .get(&format!(
+            "/api/users/{user_id}/all-identities?includeTokenSecret=true"
+        ))
+        .await;
+    assert_eq!(
+        &all.expect(200)["socialIdentities"][0]["tokenSecret"],
+        secret
+    );
     assert!(first_expiry <= (now_s() + 11) * 1000);
 
     let access_token = end_user_token(&downstream, &code).await;
@@ -1169,12 +1179,12 @@ async fn the_hosted_pages_continue_with_the_provider_and_come_back_signed_in() {
     let user_id = downstream_user_of(&downstream, &upstream.user_id).await;
     assert!(!user_id.is_empty());
 
-    // The same callback again: its trip is used up, and the page says so with the code.
+    // The same callback again: the sign-in it belonged to is finished, and the page says so.
     let again = browser.get(&callback_path).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
     let html = again.body.as_str().unwrap_or_default();
     assert!(
-        html.contains("session.verification_session_not_found")
-            || html.contains("session.not_found"),
+        html.contains("This sign-in has expired or is already finished."),
         "{html}"
     );
 }

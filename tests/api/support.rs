@@ -326,10 +326,22 @@ impl TestServer {
     /// An authenticated Management API call; returns status, headers and JSON body (Null when
     /// empty).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_on(&self.base, method, path, body).await
+    }
+
+    /// `call` through another node of the same database (`second_node`): it has the same
+    /// public endpoint, so the same token works there.
+    pub async fn call_on(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let token = self.token().await;
         let mut request = self
             .http
-            .request(method, self.url(path))
+            .request(method, format!("{base}{path}"))
             .bearer_auth(token)
             .header("user-agent", "idledger-tests/1.0");
         if let Some(body) = body {

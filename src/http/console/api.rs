@@ -31,6 +31,8 @@ fn client() -> &'static reqwest::Client {
 struct ApiErrorBody {
     code: String,
     message: String,
+    /// What exactly was wrong, when the API says (`guard.invalid_input`).
+    details: Option<String>,
 }
 
 pub struct Api {
@@ -92,7 +94,10 @@ impl Api {
         }
         let body = response.bytes().await.unwrap_or_default();
         let (code, message) = serde_json::from_slice::<ApiErrorBody>(&body)
-            .map(|e| (e.code, e.message))
+            .map(|e| match e.details {
+                Some(details) => (e.code, format!("{} {details}", e.message)),
+                None => (e.code, e.message),
+            })
             .unwrap_or_else(|_| ("unknown".to_owned(), String::from_utf8_lossy(&body).into()));
         Err(ConsoleError::Api {
             status,

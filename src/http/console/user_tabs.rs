@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::users::{Tab, User, UserHead, datetime};
+use super::users::{Tab, User, UserHead, datetime, picker_value};
 use super::{Console, ConsoleError, Frame, Section, encode, render, see_other};
 use crate::app::AppState;
 
@@ -590,18 +590,9 @@ impl Entry {
         }
     }
 
-    /// The moment just after this change, for the as-of view.
+    /// The moment of this change, for the as-of view (which includes it).
     pub fn as_of(&self) -> String {
-        use time::macros::format_description;
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.created_at) * 1_000_000)
-            .ok()
-            .and_then(|t| {
-                t.format(format_description!(
-                    "[year]-[month]-[day]T[hour]:[minute]:[second]"
-                ))
-                .ok()
-            })
-            .unwrap_or_default()
+        picker_value(self.created_at)
     }
 
     pub fn before_json(&self) -> Option<String> {

@@ -152,14 +152,11 @@ struct ListQuery {
     done: Option<String>,
 }
 
-/// A search term as Logto's console sends it: a substring match (`%` wildcards) over name,
-/// id, username, phone and email; the API escapes nothing, so literal `%` and `_` are kept out.
+/// A search term as Logto's console sends it: a substring match (`%keyword%`) over name, id,
+/// username, phone and email. A typed `_` or `%` only widens the match (it still matches
+/// itself); a backslash would be taken as LIKE's escape character, so it is left out.
 fn search_term(keyword: &str) -> Option<String> {
-    let keyword: String = keyword
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, '%' | '_' | '\\'))
-        .collect();
+    let keyword: String = keyword.trim().chars().filter(|c| *c != '\\').collect();
     (!keyword.is_empty()).then(|| format!("%{keyword}%"))
 }
 
@@ -259,6 +256,16 @@ fn filled(value: &str) -> Option<&str> {
     (!value.is_empty()).then_some(value)
 }
 
+/// The API takes phone numbers as digits only ("+81 80-1234-5678" is 818012345678).
+fn phone_digits(typed: &str) -> String {
+    let digits: String = typed.chars().filter(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        typed.trim().to_owned()
+    } else {
+        digits
+    }
+}
+
 async fn create(
     console: Console,
     axum::Form(form): axum::Form<ProfileForm>,
@@ -268,7 +275,7 @@ async fn create(
     for (key, value) in [
         ("username", &form.username),
         ("primaryEmail", &form.primary_email),
-        ("primaryPhone", &form.primary_phone),
+        ("primaryPhone", &phone_digits(&form.primary_phone)),
         ("name", &form.name),
     ] {
         if let Some(value) = filled(value) {
@@ -360,7 +367,8 @@ struct DetailsQuery {
     as_of: Option<String>,
 }
 
-/// The as-of picker's `datetime-local` value (UTC, with or without seconds) as RFC 3339.
+/// The as-of picker's `datetime-local` value (UTC; minutes, seconds or milliseconds) as
+/// RFC 3339.
 fn as_of_moment(input: &str) -> Option<String> {
     let input = input.trim();
     let with_seconds = if input.len() == 16 {
@@ -370,13 +378,28 @@ fn as_of_moment(input: &str) -> Option<String> {
     };
     let moment = time::PrimitiveDateTime::parse(
         &with_seconds,
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+        format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+        ),
     )
     .ok()?;
     moment
         .assume_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .ok()
+}
+
+/// A moment in the as-of picker's format, to the millisecond.
+pub fn picker_value(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
 }
 
 async fn details(
@@ -429,7 +452,11 @@ fn changes(user: &User, form: &ProfileForm) -> Result<Map<String, Value>, Consol
     for (key, old, new) in [
         ("username", &user.username, &form.username),
         ("primaryEmail", &user.primary_email, &form.primary_email),
-        ("primaryPhone", &user.primary_phone, &form.primary_phone),
+        (
+            "primaryPhone",
+            &user.primary_phone,
+            &phone_digits(&form.primary_phone),
+        ),
         ("name", &user.name, &form.name),
         ("avatar", &user.avatar, &form.avatar),
     ] {
@@ -608,10 +635,18 @@ mod tests {
     }
 
     #[test]
-    fn keywords_become_substring_searches_without_wildcards_of_their_own() {
+    fn keywords_become_substring_searches_without_escapes() {
         assert_eq!(search_term(" ada "), Some("%ada%".to_owned()));
-        assert_eq!(search_term("a%_b"), Some("%ab%".to_owned()));
+        assert_eq!(search_term("console_bob"), Some("%console_bob%".to_owned()));
+        assert_eq!(search_term("a\\b"), Some("%ab%".to_owned()));
         assert_eq!(search_term("  "), None);
+    }
+
+    #[test]
+    fn phones_are_sent_as_digits() {
+        assert_eq!(phone_digits("+81 80-1234-5678"), "818012345678");
+        assert_eq!(phone_digits(" "), "");
+        assert_eq!(phone_digits("call me"), "call me");
     }
 
     #[test]
@@ -623,6 +658,10 @@ mod tests {
         assert_eq!(
             as_of_moment("2026-11-23T22:58:07").as_deref(),
             Some("2026-11-23T22:58:07Z")
+        );
+        assert_eq!(
+            as_of_moment(&picker_value(1_700_000_000_123)).as_deref(),
+            Some("2023-11-14T22:13:20.123Z")
         );
         assert_eq!(as_of_moment("yesterday"), None);
     }

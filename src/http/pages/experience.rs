@@ -25,6 +25,7 @@ use crate::http::extract::RequestContext;
 
 mod email_code;
 mod magic_link;
+mod mfa;
 mod social;
 
 pub fn routes() -> Router<AppState> {
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .merge(magic_link::routes())
         .merge(email_code::routes())
         .merge(social::routes())
+        .merge(mfa::routes())
 }
 
 /// Keyed-hash domain of the forms' CSRF tokens.
@@ -244,6 +246,10 @@ impl Visit<'_> {
     }
 
     fn message(&self, status: StatusCode, code: &str) -> Response {
+        // A second factor owed is a step of its own, not a dead end.
+        if let Some(step) = mfa::step_for(self, code) {
+            return step;
+        }
         let t = self.lang.phrases();
         let known = locale::error_message(self.lang, code);
         render(
@@ -262,6 +268,9 @@ impl Visit<'_> {
     /// The answer to a failed step: a page of its own for what the form cannot fix, else the
     /// message for the form.
     fn alert(&self, error: &ApiError) -> Result<Alert, Response> {
+        if let Some(step) = mfa::step_for(self, error.code) {
+            return Err(step);
+        }
         if error.status.is_server_error()
             || matches!(
                 error.code,

@@ -392,13 +392,13 @@ impl Experience<'_> {
         }
     }
 
-    async fn confirm_totp(
-        &mut self,
+    /// The secret of `user`'s TOTP enrolment `verification_id` in this interaction.
+    async fn enrolment_secret(
+        &self,
         user: &UserRow,
-        code: &str,
         verification_id: &str,
     ) -> Result<String, ApiError> {
-        let enrolment = self
+        let (_, enrolment) = self
             .enrolments()
             .into_iter()
             .find(|(id, e)| {
@@ -413,17 +413,21 @@ impl Experience<'_> {
                     "The verification was not found.",
                 )
             })?;
-        let vault_ref = enrolment.1["vaultRef"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let secret = self
-            .state
+        self.state
             .store
-            .open_vault(&vault_ref)
+            .open_vault(enrolment["vaultRef"].as_str().unwrap_or_default())
             .await?
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .ok_or_else(internal_missing)?;
+            .ok_or_else(internal_missing)
+    }
+
+    async fn confirm_totp(
+        &mut self,
+        user: &UserRow,
+        code: &str,
+        verification_id: &str,
+    ) -> Result<String, ApiError> {
+        let secret = self.enrolment_secret(user, verification_id).await?;
         if totp::matching_step(&secret, code, self.context.now_ms()).is_none() {
             return self
                 .mfa_failure(user, VerificationKind::Totp, invalid_totp())
@@ -503,6 +507,24 @@ impl Experience<'_> {
         self.run(unit, Actor::User(user.id.clone())).await?;
         let qr = qr_code(self.state, &user, &secret)?;
         Ok((verification_id, secret, qr))
+    }
+
+    /// What the identified user owes of second factors now (the hosted pages ask for it).
+    pub async fn second_factor_owed(&self) -> Result<MfaStatus, ApiError> {
+        let user = self.mfa_user().await?;
+        self.mfa_status(&user).await
+    }
+
+    /// The secret of a TOTP being enrolled here and its QR code, shown again after a wrong
+    /// confirmation code.
+    pub async fn totp_enrolment(
+        &self,
+        verification_id: &str,
+    ) -> Result<(String, String), ApiError> {
+        let user = self.mfa_user().await?;
+        let secret = self.enrolment_secret(&user, verification_id).await?;
+        let qr = qr_code(self.state, &user, &secret)?;
+        Ok((secret, qr))
     }
 
     /// `POST /api/experience/verification/backup-code/generate`: ten codes, shown once.

@@ -258,23 +258,38 @@ pub struct AllIdentities {
     pub sso_identities: Vec<Value>,
 }
 
-/// Every identity of the user, social and enterprise SSO.
+/// Every identity of the user, social and enterprise SSO; with `includeTokenSecret`, each
+/// social identity's stored token set, desensitized.
 #[utoipa::path(get, path = "/api/users/{id}/all-identities", tag = "Users",
-    params(("id" = String, Path, description = "User id.")),
+    params(("id" = String, Path, description = "User id."),
+           ("includeTokenSecret" = Option<bool>, Query, description = "Add the stored upstream token sets, desensitized.")),
     responses((status = 200, body = AllIdentities), (status = 404)),
     security(("bearer" = [])))]
 async fn all_identities(
     State(state): State<AppState>,
+    query: QueryPairs,
     Path(id): Path<String>,
 ) -> Result<axum::Json<AllIdentities>, ApiError> {
     let user = find(&state, &id).await?;
+    let token_sets = if query.truthy("includeTokenSecret") {
+        let db = state.store.pool().get().await?;
+        projections::token_sets::of_user(&db, &id).await?
+    } else {
+        Vec::new()
+    };
     let social_identities = user
         .identities
         .as_object()
         .map(|identities| {
             identities
                 .iter()
-                .map(|(target, identity)| json!({ "target": target, "identity": identity }))
+                .map(|(target, identity)| {
+                    let mut entry = json!({ "target": target, "identity": identity });
+                    if let Some(row) = token_sets.iter().find(|row| row.target == *target) {
+                        entry["tokenSecret"] = token_vault::desensitized(row);
+                    }
+                    entry
+                })
                 .collect()
         })
         .unwrap_or_default();
