@@ -173,15 +173,15 @@ mod tests {
         let payload = json!({});
         let base = link(&GENESIS, &content(&payload));
         assert_ne!(base, link(&[1; 32], &content(&payload)));
-        let changes: Vec<Box<dyn Fn(&mut Content<'_>)>> = vec![
-            Box::new(|c| c.position = 8),
-            Box::new(|c| c.stream_id = "u2"),
-            Box::new(|c| c.sequence = 3),
-            Box::new(|c| c.personal = Some(b"sealeD")),
-            Box::new(|c| c.personal = None),
-            Box::new(|c| c.ip = Some("")),
-            Box::new(|c| c.actor_id = None),
-            Box::new(|c| c.occurred_at = OffsetDateTime::UNIX_EPOCH + time::Duration::MICROSECOND),
+        let changes: [fn(&mut Content<'_>); 8] = [
+            |c| c.position = 8,
+            |c| c.stream_id = "u2",
+            |c| c.sequence = 3,
+            |c| c.personal = Some(b"sealeD"),
+            |c| c.personal = None,
+            |c| c.ip = Some(""),
+            |c| c.actor_id = None,
+            |c| c.occurred_at = OffsetDateTime::UNIX_EPOCH + time::Duration::MICROSECOND,
         ];
         for change in changes {
             let mut changed = content(&payload);

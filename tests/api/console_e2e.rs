@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::connectors::{create_email_connector, templates};
 use crate::sdk_e2e::{free_port, python, workspace};
+use crate::smtp_server::{Options, SmtpServer, header};
 use crate::support::TestServer;
 
 const ADMIN: &str = "console_admin";
@@ -156,6 +158,15 @@ async fn provision_carol(server: &TestServer) -> String {
     carol
 }
 
+/// When the user was created, from the log (which keeps it after erasure).
+async fn created_at_of(server: &TestServer, user: &str) -> i64 {
+    let trail = server
+        .get(&format!("/api/users/{user}/history?page_size=100"))
+        .await;
+    let trail = trail.expect(200).as_array().unwrap().clone();
+    trail.last().unwrap()["createdAt"].as_i64().unwrap() + 1
+}
+
 #[tokio::test]
 async fn an_operator_walks_every_console_page_in_a_browser() {
     let python = python();
@@ -195,6 +206,9 @@ async fn an_operator_walks_every_console_page_in_a_browser() {
         .expect(201);
 
     let carol = provision_carol(&server).await;
+    // The connectors page's "send test email" goes to a real SMTP server.
+    let smtp = SmtpServer::start(Options::default());
+    create_email_connector(&server, smtp.config(templates("text/plain"))).await;
 
     let shots = workspace().join("target/artefacts/console");
     std::fs::create_dir_all(&shots).unwrap();
@@ -293,6 +307,24 @@ async fn an_operator_walks_every_console_page_in_a_browser() {
         );
         assert!(entry["requestId"].is_string(), "{entry}");
     }
+    // The test email reached the SMTP server, addressed as typed in the console.
+    let mail = smtp.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert!(header(&mail[0], "To").is_some_and(|to| to.contains("ops@example.com")));
+    // Carol was erased, not just deleted: her history is unreadable now.
+    assert!(made.contains(&"user.erased"), "{made:?}");
+    let before_erasure = created_at_of(&server, &carol).await;
+    let erased = server
+        .get(&format!("/api/users/{carol}?asOf={before_erasure}"))
+        .await;
+    assert_eq!(erased.status, 410, "{erased:?}");
+    // The one-time token made in the console was revoked there; the sign-in experience saved.
+    assert!(made.contains(&"one_time_token.revoked"), "{made:?}");
+    let experience = server.get("/api/sign-in-exp").await;
+    assert_eq!(
+        experience.expect(200)["termsOfUseUrl"],
+        "https://example.com/terms"
+    );
     // The sign-in tried while the user was suspended was refused for that reason.
     assert!(
         events

@@ -866,5 +866,62 @@ async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_fi
         )
         .await;
     browser.reaches_the_app(&second).await;
+
+    // The steps left Logto's log keys: two backup codes passed, one refused.
+    let logs = server
+        .get("/api/logs?logKey=Interaction.SignIn.Verification.BackupCode.Submit")
+        .await;
+    let results: Vec<Value> = logs
+        .expect(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["payload"]["result"].clone())
+        .collect();
+    assert_eq!(
+        results,
+        [json!("Success"), json!("Error"), json!("Success")]
+    );
+    server.assert_replay_check();
+}
+
+#[tokio::test]
+async fn a_social_sign_in_still_waits_for_the_totp() {
+    use crate::social_oidc::{authorization, pair, social_sign_in, submit, verify};
+    let (upstream, downstream) = pair("client_secret_post", json!({})).await;
+    let server = &downstream.server;
+    let ada = social_sign_in(&upstream, &downstream, "Register").await;
+    let secret = enrol_totp(server, &ada).await;
+
+    let browser = downstream.visitor().await;
+    let (verification_id, uri) = authorization(&browser, &downstream).await;
+    let back = upstream.sign_in(&uri, "ada").await;
+    verify(&browser, &verification_id, &back).await.expect(200);
+    browser
+        .post(
+            "/api/experience/identification",
+            json!({"verificationId": verification_id}),
+        )
+        .await
+        .expect(204);
+    browser
+        .post("/api/experience/submit", json!({}))
+        .await
+        .expect_error(403, "session.mfa.require_mfa_verification");
+    browser
+        .post(
+            "/api/experience/verification/totp/verify",
+            json!({"code": wrong_code(&secret)}),
+        )
+        .await
+        .expect_error(400, "session.mfa.invalid_totp_code");
+    browser
+        .post(
+            "/api/experience/verification/totp/verify",
+            json!({"code": code_now(&secret)}),
+        )
+        .await
+        .expect(200);
+    assert!(!submit(&browser).await.is_empty());
     server.assert_replay_check();
 }

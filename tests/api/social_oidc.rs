@@ -352,7 +352,7 @@ fn ada() -> Value {
     })
 }
 
-async fn pair(auth_method: &str, options: Value) -> (Upstream, Downstream) {
+pub async fn pair(auth_method: &str, options: Value) -> (Upstream, Downstream) {
     let downstream = Downstream::start().await;
     let upstream = Upstream::start(&downstream.callback(), ada()).await;
     downstream

@@ -2,7 +2,10 @@
 test_sdk_flow.py does): the operator signs in through idledger's own OIDC, adds a user and
 copies the password shown once, the user signs in with it through the SDK's Flask sample, the
 operator finds the user by each column, suspends (the sign-in is refused) and reactivates them,
-resets the password, edits the profile, works the tabs, and deletes the user. Every page is
+resets the password, edits the profile, works the tabs (logs, timeline and the as-of view,
+roles, organizations, identities, MFA, access tokens), makes and revokes a one-time token,
+sends a test email through the SMTP connector, edits the sign-in experience, erases one user
+and deletes another. Every page is
 photographed at 1280 and 375 px wide and checked with axe-core (no serious or critical
 violations).
 
@@ -11,6 +14,9 @@ this file with everything in environment variables:
 
     IDLEDGER_ENDPOINT              idledger's public endpoint
     ADMIN_USERNAME, ADMIN_PASSWORD an operator holding the console administrator role
+    ADMIN_ID                       the operator's user id
+    CAROL_ID                       a user with a role, an organization, an identity, a TOTP
+                                   factor and two access tokens
     APP_ID, APP_SECRET, APP_PORT   the sample app (a Traditional app registered for that port)
     CONSOLE_SHOTS                  where the PNGs go (default <repo>/target/artefacts/console)
 """
@@ -326,6 +332,49 @@ def test_the_console_walk(playwright):
         page.get_by_role("button", name="Create token").click()
         expect(page.get_by_label("Token release-bot")).to_be_visible()
         expect(page.locator("li.token", has_text="release-bot")).to_contain_text("2031-01-31")
+
+        # One-time tokens: create a magic link's token, copy its parameters, revoke it.
+        page.get_by_role("link", name="One-time tokens").click()
+        check(page, "one-time-tokens-empty")
+        page.get_by_label("Email address").fill("magic@example.com")
+        page.get_by_label("Lifetime (minutes)").fill("15")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.get_by_role("status")).to_contain_text("The token was created.")
+        link = page.get_by_label("Magic-link parameters magic@example.com").input_value()
+        assert link.startswith("one_time_token=") and "login_hint=magic%40example.com" in link
+        page.get_by_role("button", name="Copy").click()
+        assert page.evaluate("navigator.clipboard.readText()") == link
+        expect(page.locator("li.ott .badge-status")).to_have_text("active")
+        check(page, "one-time-tokens")
+        page.get_by_role("button", name="Revoke magic@example.com").click()
+        expect(page.get_by_role("status")).to_have_text("The token was revoked.")
+        expect(page.locator("li.ott .badge-status")).to_have_text("revoked")
+
+        # Connectors: the SMTP connector sends a test email.
+        page.get_by_role("link", name="Connectors").click()
+        expect(page.locator("li.connector")).to_contain_text("simple-mail-transfer-protocol")
+        check(page, "connectors")
+        page.get_by_label("Send a test email to").fill("ops@example.com")
+        page.get_by_role("button", name="Send test email").click()
+        expect(page.get_by_role("status")).to_have_text("The test email was sent.")
+
+        # The sign-in experience.
+        page.get_by_role("link", name="Sign-in experience").click()
+        check(page, "sign-in-experience")
+        page.get_by_label("Terms of use URL").fill("https://example.com/terms")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("status")).to_have_text("Saved.")
+        expect(page.get_by_label("Terms of use URL")).to_have_value("https://example.com/terms")
+
+        # Erasure, distinct from deletion, after its own warning.
+        page.goto(f"{ENDPOINT}/console/users/{carol}")
+        page.locator("details.menu summary").click()
+        page.get_by_role("link", name="Erase personal data").click()
+        expect(page.get_by_role("alert")).to_contain_text("cannot be undone")
+        check(page, "user-erase")
+        page.get_by_role("button", name="Erase").click()
+        page.wait_for_url(lambda url: "/console/users?done=erased" in url)
+        expect(page.get_by_role("status")).to_have_text("The user's personal data was erased.")
 
         # Delete, after a confirmation page.
         page.goto(f"{ENDPOINT}/console/users/{user_id}")

@@ -8,6 +8,7 @@
 
 mod api;
 mod session;
+mod settings;
 mod text;
 mod user_tabs;
 mod users;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/assets/console.js", get(script))
         .merge(users::routes())
         .merge(user_tabs::routes())
+        .merge(settings::routes())
         .layer(axum::middleware::from_fn(show_failures))
 }
 
@@ -316,6 +318,9 @@ impl FromRequestParts<AppState> for Console {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Users,
+    OneTimeTokens,
+    Connectors,
+    SignInExperience,
 }
 
 /// The frame around every signed-in page: header, navigation, language and sign-out forms.

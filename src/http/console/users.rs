@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
             "/console/users/{id}/delete",
             get(confirm_delete).post(delete),
         )
+        .route("/console/users/{id}/erase", get(confirm_erase).post(erase))
 }
 
 const PAGE_SIZE: u64 = 20;
@@ -215,6 +216,7 @@ async fn list(console: Console, Query(query): Query<ListQuery>) -> Result<Respon
         pages,
         notice: match query.done.as_deref() {
             Some("deleted") => Some(console.t.user_deleted),
+            Some("erased") => Some(console.t.user_erased),
             _ => None,
         },
     })
@@ -581,6 +583,35 @@ async fn delete(
         .send::<Value>(Method::DELETE, &format!("/api/users/{id}"), None)
         .await?;
     Ok(see_other("/console/users?done=deleted"))
+}
+
+#[derive(Template)]
+#[template(path = "console/user_erase.html")]
+struct ErasePage {
+    f: Frame,
+    user: User,
+}
+
+async fn confirm_erase(console: Console, Path(id): Path<String>) -> Result<Response, ConsoleError> {
+    let user: User = console.api.get(&format!("/api/users/{id}")).await?;
+    render(&ErasePage {
+        f: console.frame(Section::Users),
+        user,
+    })
+}
+
+/// Erasure (`POST /api/users/:id/erase`), distinct from deletion: the data key is destroyed.
+async fn erase(
+    console: Console,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Result<Response, ConsoleError> {
+    console.check(&form.csrf)?;
+    console
+        .api
+        .send::<Value>(Method::POST, &format!("/api/users/{id}/erase"), None)
+        .await?;
+    Ok(see_other("/console/users?done=erased"))
 }
 
 #[cfg(test)]
