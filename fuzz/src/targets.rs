@@ -127,7 +127,7 @@ pub fn pagination_links(data: &[u8]) {
             "x",
         ],
     );
-    let optional = input.byte() % 2 == 0;
+    let optional = input.byte().is_multiple_of(2);
     let page = match listing::page(&QueryPairs(pairs.clone()), optional) {
         Ok(Some(page)) => page,
         Ok(None) => return,
@@ -177,7 +177,7 @@ pub fn pagination_links(data: &[u8]) {
 /// The phone normaliser: a 400/422, or E.164 digits that normalise to themselves.
 pub fn phone_number(data: &[u8]) {
     let mut input = Input::new(data);
-    let phone = if input.byte() % 4 == 0 {
+    let phone = if input.byte().is_multiple_of(4) {
         input.rest()
     } else {
         // Mostly digits: valid numbers are rare among random bytes.
@@ -258,7 +258,7 @@ pub fn jwt(data: &[u8]) {
                 }
                 _ => header,
             };
-            let signature = if input.byte() % 2 == 0 {
+            let signature = if input.byte().is_multiple_of(2) {
                 segments[2].to_owned()
             } else {
                 input.rest()

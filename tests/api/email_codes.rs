@@ -4,74 +4,22 @@
 
 use std::time::Duration;
 
-use reqwest::redirect::Policy;
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::browser::{Browser, REDIRECT};
 use crate::connectors::{create_email_connector, templates};
 use crate::smtp_server::{Options, SmtpServer, code_in};
 use crate::support::{Reply, TestServer};
 
-const REDIRECT: &str = "https://app.example.com/callback";
 const EMAIL: &str = "grace@example.com";
 const PASSWORD: &str = "Correct-Horse-42";
 const NEW_PASSWORD: &str = "Battery-Staple-77";
 const WAIT: Duration = Duration::from_secs(30);
+/// What these tests' applications ask for.
+const SCOPE: &str = "openid email";
 
-struct Browser {
-    http: reqwest::Client,
-    endpoint: String,
-}
-
+/// The email-code steps of the Experience API, for `EMAIL`.
 impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .build()
-                .unwrap(),
-            endpoint: server.endpoint.clone(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.endpoint)
-        };
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Reply {
-        self.call(Method::PUT, path, Some(body)).await
-    }
-
-    /// Starts an interaction at the authorization endpoint.
-    async fn authorize(&self, client_id: &str, extra: &str) {
-        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-        let reply = self
-            .call(
-                Method::GET,
-                &format!(
-                    "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
-                     &scope=openid%20email&state=s{extra}"
-                ),
-                None,
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-    }
-
     async fn send_code(&self, event: &str) -> String {
         let reply = self
             .post(
@@ -85,26 +33,13 @@ impl Browser {
             .to_owned()
     }
 
-    async fn verify(&self, verification_id: &str, code: &str) -> Reply {
+    async fn verify_code(&self, verification_id: &str, code: &str) -> Reply {
         self.post(
             "/api/experience/verification/verification-code/verify",
             json!({"identifier": {"type": "email", "value": EMAIL},
                    "verificationId": verification_id, "code": code}),
         )
         .await
-    }
-
-    /// Submits and follows the answer to the application's redirect URI with a code.
-    async fn submit_and_resume(&self) {
-        let submitted = self.post("/api/experience/submit", json!({})).await;
-        let resume = submitted.expect(200)["redirectTo"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let answered = self.call(Method::GET, &resume, None).await;
-        assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
-        let target = answered.header("location").unwrap_or_default();
-        assert!(target.starts_with(&format!("{REDIRECT}?code=")), "{target}");
     }
 }
 
@@ -144,7 +79,7 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
 
     // Registration: code, identification (creates the user), the password, submission.
     let browser = Browser::new(&server);
-    browser.authorize(&app, "").await;
+    browser.start(&app, SCOPE, &[]).await;
     browser
         .put("/api/experience", json!({"interactionEvent": "Register"}))
         .await
@@ -161,10 +96,13 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
     );
     let code = code_in(&received[0]);
     browser
-        .verify(&verification_id, other_code(&code))
+        .verify_code(&verification_id, other_code(&code))
         .await
         .expect_error(400, "verification_code.code_mismatch");
-    browser.verify(&verification_id, &code).await.expect(200);
+    browser
+        .verify_code(&verification_id, &code)
+        .await
+        .expect(200);
     browser
         .post(
             "/api/experience/identification",
@@ -182,7 +120,7 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
         )
         .await
         .expect(204);
-    browser.submit_and_resume().await;
+    browser.submit_and_resume(&server).await;
     let users = server
         .get(&format!(
             "/api/users?search.primaryEmail={EMAIL}&mode.primaryEmail=exact"
@@ -192,24 +130,21 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
 
     // Sign-in by code; `ui_locales=ja` picks the Japanese template.
     let browser = Browser::new(&server);
-    browser.authorize(&app, "&ui_locales=ja").await;
+    browser.start(&app, SCOPE, &[("ui_locales", "ja")]).await;
     let verification_id = browser.send_code("SignIn").await;
     let received = mail.wait_for(2, WAIT).await;
     assert_eq!(received[1]["subject"], "サインインコード");
     let code = code_in(&received[1]);
-    browser.verify(&verification_id, &code).await.expect(200);
     browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
+        .verify_code(&verification_id, &code)
         .await
-        .expect(204);
-    browser.submit_and_resume().await;
+        .expect(200);
+    browser.identify(&verification_id).await;
+    browser.submit_and_resume(&server).await;
 
     // A password reset, then a sign-in with the new password.
     let browser = Browser::new(&server);
-    browser.authorize(&app, "").await;
+    browser.start(&app, SCOPE, &[]).await;
     browser
         .put(
             "/api/experience",
@@ -221,14 +156,11 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
     let received = mail.wait_for(3, WAIT).await;
     assert_eq!(received[2]["subject"], "ForgotPassword code");
     let code = code_in(&received[2]);
-    browser.verify(&verification_id, &code).await.expect(200);
     browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
+        .verify_code(&verification_id, &code)
         .await
-        .expect(204);
+        .expect(200);
+    browser.identify(&verification_id).await;
     browser
         .put(
             "/api/experience/profile/password",
@@ -253,19 +185,14 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
             json!({"identifier": {"type": "email", "value": EMAIL}, "password": NEW_PASSWORD}),
         )
         .await;
-    let password_verification = verified.expect(200)["verificationId"].clone();
     browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": password_verification}),
-        )
-        .await
-        .expect(204);
-    browser.submit_and_resume().await;
+        .identify(verified.expect(200)["verificationId"].as_str().unwrap())
+        .await;
+    browser.submit_and_resume(&server).await;
 
     // An email nobody has signs in to nobody.
     let browser = Browser::new(&server);
-    browser.authorize(&app, "").await;
+    browser.start(&app, SCOPE, &[]).await;
     let stranger = browser
         .post(
             "/api/experience/verification/verification-code",

@@ -5,141 +5,24 @@
 
 use aws_lc_rs::digest;
 use base64::Engine;
-use reqwest::redirect::Policy;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Reply, TestServer};
+use crate::browser::{Browser, REDIRECT, csrf, html, location};
+use crate::support::TestServer;
 
-const REDIRECT: &str = "https://app.example.com/callback";
 const USER_AGENT: &str = "experience-tests/1.0";
 const PASSWORD: &str = "Correct-Horse-42";
+/// What these tests' applications ask for.
+const SCOPE: &str = "openid profile";
 
-/// A browser: cookies, no automatic redirects, a recognisable user agent, and every URL on the
-/// server's public endpoint (where its cookies and redirects point).
-struct Browser {
-    http: reqwest::Client,
-    endpoint: String,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .user_agent(USER_AGENT)
-                .build()
-                .unwrap(),
-            endpoint: server.endpoint.clone(),
-        }
-    }
-
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http") {
-            path_or_url.to_owned()
-        } else {
-            format!("{}{path_or_url}", self.endpoint)
-        }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    async fn get_with(&self, path: &str, accept_language: &str) -> Reply {
-        let request = self
-            .http
-            .get(self.url(path))
-            .header("accept-language", accept_language);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        let request = self.http.post(self.url(path)).form(fields);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.api(Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Reply {
-        self.api(Method::PUT, path, Some(body)).await
-    }
-
-    /// `/oidc/auth` for `client_id` plus `extra` parameters; returns the experience page the
-    /// browser is sent to (path and query).
-    async fn authorize(&self, client_id: &str, extra: &str) -> String {
-        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-        let reply = self
-            .get(&format!(
-                "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
-                 &scope=openid%20profile&state=st4te{extra}"
-            ))
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-        location(&reply)
-    }
-
-    /// Follows the resume URL to the application's redirect URI and checks the code answer.
-    async fn resume(&self, server: &TestServer, resume: &str) {
-        assert!(
-            resume.starts_with(&format!("{}/auth/", server.issuer())),
-            "{resume}"
-        );
-        let answered = self.get(resume).await;
-        assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
-        let target = location(&answered);
-        assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
-        let params = query_of(&target);
-        assert!(
-            params.get("code").is_some_and(|c| !c.is_empty()),
-            "{target}"
-        );
-        assert_eq!(params["state"], "st4te");
-        assert_eq!(params["iss"], server.issuer());
-    }
-}
-
-fn location(reply: &Reply) -> String {
-    reply.header("location").unwrap_or_default().to_owned()
-}
-
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
-    let absolute = if url.starts_with('/') {
-        format!("http://base{url}")
-    } else {
-        url.to_owned()
-    };
-    url::Url::parse(&absolute)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+/// A browser these tests find in the log by its user agent.
+fn new_browser(server: &TestServer) -> Browser {
+    Browser::builder(server).user_agent(USER_AGENT).build()
 }
 
 fn key_of(entry: &Value) -> &str {
     entry["key"].as_str().unwrap_or_default()
-}
-
-fn html(reply: &Reply) -> &str {
-    reply.body.as_str().unwrap_or_default()
-}
-
-/// The hidden CSRF token of the page's form.
-fn csrf(reply: &Reply) -> String {
-    let page = html(reply);
-    let start = page.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 fn pkce() -> String {
@@ -195,11 +78,15 @@ async fn the_sign_in_page_signs_a_spa_in_with_pkce_in_english_or_japanese() {
     let server = TestServer::start().await;
     let spa = app(&server, "SPA").await;
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser
-        .authorize(
+        .start(
             &spa,
-            &format!("&code_challenge={}&code_challenge_method=S256", pkce()),
+            SCOPE,
+            &[
+                ("code_challenge", &pkce()),
+                ("code_challenge_method", "S256"),
+            ],
         )
         .await;
     assert!(page.starts_with("/sign-in?"), "{page}");
@@ -233,7 +120,7 @@ async fn the_sign_in_page_signs_a_spa_in_with_pkce_in_english_or_japanese() {
         "{text}"
     );
     // The browser's languages count when the URL names none.
-    let detected = browser.get_with(&page, "fr;q=0.9, ja;q=0.8").await;
+    let detected = browser.get_in(&page, "fr;q=0.9, ja;q=0.8").await;
     assert!(html(&detected).contains("<html lang=\"ja\">"));
 
     // A form without the page's token is refused, and records nothing.
@@ -323,14 +210,14 @@ async fn the_experience_api_signs_a_traditional_app_in_and_logs_every_step() {
         json!({"username": "grace", "primaryEmail": "Grace@Example.com", "password": PASSWORD}),
     )
     .await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     // Without an interaction there is nothing to drive.
     browser
         .put("/api/experience", json!({"interactionEvent": "SignIn"}))
         .await
         .expect_error(404, "session.not_found");
 
-    browser.authorize(&web, "").await;
+    browser.start(&web, SCOPE, &[]).await;
     let uid = latest_interaction(&server).await;
     browser
         .put("/api/experience", json!({"interactionEvent": "SignIn"}))
@@ -387,21 +274,11 @@ async fn the_experience_api_signs_a_traditional_app_in_and_logs_every_step() {
         .unwrap()
         .to_owned();
     assert_eq!(verification_id.len(), 21);
-    browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(204);
+    browser.identify(&verification_id).await;
     let state = browser.get("/api/experience/interaction").await;
     assert_eq!(state.expect(200)["userId"], grace);
     assert_eq!(state.body["verificationRecords"][0]["type"], "Password");
-    let submitted = browser.post("/api/experience/submit", json!({})).await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let resume = browser.submit().await;
     assert_eq!(resume, format!("{}/auth/{uid}", server.issuer()));
     // Submitted is final.
     browser
@@ -474,8 +351,10 @@ async fn registration_through_the_page_and_the_api_creates_signed_in_users() {
     user(&server, json!({"username": "taken", "password": PASSWORD})).await;
 
     // The page.
-    let browser = Browser::new(&server);
-    let page = browser.authorize(&web, "&first_screen=register").await;
+    let browser = new_browser(&server);
+    let page = browser
+        .start(&web, SCOPE, &[("first_screen", "register")])
+        .await;
     assert!(page.starts_with("/register?"), "{page}");
     let form = browser.get(&page).await;
     assert_eq!(form.status, StatusCode::OK);
@@ -533,8 +412,8 @@ async fn registration_through_the_page_and_the_api_creates_signed_in_users() {
     browser.resume(&server, &location(&registered)).await;
 
     // The API.
-    let browser = Browser::new(&server);
-    browser.authorize(&web, "").await;
+    let browser = new_browser(&server);
+    browser.start(&web, SCOPE, &[]).await;
     browser
         .put("/api/experience", json!({"interactionEvent": "Register"}))
         .await
@@ -574,12 +453,7 @@ async fn registration_through_the_page_and_the_api_creates_signed_in_users() {
         )
         .await
         .expect(201);
-    let submitted = browser.post("/api/experience/submit", json!({})).await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    browser.resume(&server, &resume).await;
+    browser.submit_and_resume(&server).await;
 
     for username in ["newcomer", "api_user"] {
         let found = server
@@ -635,8 +509,8 @@ async fn a_suspended_user_is_refused_only_after_the_right_password() {
         )
         .await
         .expect(200);
-    let browser = Browser::new(&server);
-    let page = browser.authorize(&web, "").await;
+    let browser = new_browser(&server);
+    let page = browser.start(&web, SCOPE, &[]).await;
     let attempt = |password: &str| json!({"identifier": {"type": "username", "value": "mallory"}, "password": password});
     browser
         .post("/api/experience/verification/password", attempt("wrong"))
@@ -681,8 +555,8 @@ async fn the_sign_in_mode_gates_registration_and_the_sentinel_locks_identifiers(
         .await
         .expect(200);
 
-    let browser = Browser::new(&server);
-    let page = browser.authorize(&web, "").await;
+    let browser = new_browser(&server);
+    let page = browser.start(&web, SCOPE, &[]).await;
     browser
         .put("/api/experience", json!({"interactionEvent": "Register"}))
         .await
@@ -752,22 +626,17 @@ async fn a_user_missing_a_required_username_adds_it_before_submitting() {
         .await
         .expect(200);
 
-    let browser = Browser::new(&server);
-    browser.authorize(&web, "").await;
+    let browser = new_browser(&server);
+    browser.start(&web, SCOPE, &[]).await;
     let verified = browser
         .post(
             "/api/experience/verification/password",
             json!({"identifier": {"type": "email", "value": "LIN@example.com"}, "password": PASSWORD}),
         )
         .await;
-    let verification_id = verified.expect(200)["verificationId"].clone();
     browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(204);
+        .identify(verified.expect(200)["verificationId"].as_str().unwrap())
+        .await;
     let missing = browser.post("/api/experience/submit", json!({})).await;
     missing.expect_error(422, "user.missing_profile");
     assert_eq!(missing.body["data"]["missingProfile"], json!(["username"]));
@@ -785,12 +654,7 @@ async fn a_user_missing_a_required_username_adds_it_before_submitting() {
         )
         .await
         .expect(204);
-    let submitted = browser.post("/api/experience/submit", json!({})).await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    browser.resume(&server, &resume).await;
+    browser.submit_and_resume(&server).await;
     let lin = server.get(&format!("/api/users/{id}")).await;
     assert_eq!(lin.expect(200)["username"], "lin");
     server.assert_replay_check();

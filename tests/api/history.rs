@@ -3,112 +3,35 @@
 //! integrations (`/api/events`), and the replay CLI's `export`, `stats`, `report` and
 //! `rebuild-as-of`.
 
-use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::browser::Browser;
 use crate::oidc::{REDIRECT, app};
-use crate::support::{BOOTSTRAP_ID, Reply, TestServer};
+use crate::support::{BOOTSTRAP_ID, TestServer};
 
 const PASSWORD: &str = "Correct-Horse-42";
 const USER_AGENT: &str = "history-tests/1.0";
 
-/// A browser on the server's public endpoint: cookies kept, redirects shown, not followed.
-struct Browser {
-    http: reqwest::Client,
-    endpoint: String,
-}
-
-impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .user_agent(USER_AGENT)
-                .build()
-                .unwrap(),
-            endpoint: server.endpoint.clone(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.endpoint)
-        }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Reply {
-        let request = self.http.request(method, self.url(path)).json(&body);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn password(&self, username: &str, password: &str) -> Reply {
-        self.send(
-            reqwest::Method::POST,
-            "/api/experience/verification/password",
-            json!({"identifier": {"type": "username", "value": username}, "password": password}),
-        )
-        .await
-    }
-}
-
 /// Signs `username` in to `client_id` through the Experience API, after one wrong password;
 /// returns the authorization code.
 async fn sign_in(server: &TestServer, client_id: &str, username: &str) -> String {
-    let browser = Browser::new(server);
-    let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-    let started = browser
-        .get(&format!(
-            "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
-             &scope=openid&state=st4te"
-        ))
-        .await;
-    assert_eq!(started.status.as_u16(), 303, "{}", started.body);
+    let browser = Browser::builder(server).user_agent(USER_AGENT).build();
+    browser.start(client_id, "openid", &[]).await;
     browser
-        .send(
-            reqwest::Method::PUT,
-            "/api/experience",
-            json!({"interactionEvent": "SignIn"}),
-        )
+        .put("/api/experience", json!({"interactionEvent": "SignIn"}))
         .await
         .expect(204);
     browser
-        .password(username, "wrong-password")
+        .verify_password(username, "wrong-password")
         .await
         .expect_error(422, "session.invalid_credentials");
-    let verified = browser.password(username, PASSWORD).await;
-    let verification_id = verified.expect(200)["verificationId"].clone();
+    let verified = browser.verify_password(username, PASSWORD).await;
     browser
-        .send(
-            reqwest::Method::POST,
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(204);
-    let submitted = browser
-        .send(reqwest::Method::POST, "/api/experience/submit", json!({}))
+        .identify(verified.expect(200)["verificationId"].as_str().unwrap())
         .await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answered = browser.get(&resume).await;
-    assert_eq!(answered.status.as_u16(), 303, "{}", answered.body);
-    let target = url::Url::parse(answered.header("location").unwrap()).unwrap();
-    target
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .unwrap()
+    browser.submit_and_resume(server).await
 }
 
 fn ms(user: &Value, field: &str) -> i64 {

@@ -3,155 +3,43 @@
 //! with just-in-time roles, the page for each reason a link cannot be used, account switching,
 //! device binding, and the log entries all of it leaves.
 
-use reqwest::redirect::Policy;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{BOOTSTRAP_ID, Reply, TestServer};
+use crate::browser::{Browser, REDIRECT, csrf, html, location, query_of};
+use crate::support::{BOOTSTRAP_ID, TestServer};
 
-const REDIRECT: &str = "https://app.example.com/callback";
 const USER_AGENT: &str = "magic-link-tests/1.0";
 const PASSWORD: &str = "Correct-Horse-42";
 const VERIFY: &str = "/api/experience/verification/one-time-token/verify";
+/// What these tests' applications ask for.
+const SCOPE: &str = "openid profile email";
 
-/// A browser: cookies, no automatic redirects, a recognisable user agent, every URL on the
-/// server's public endpoint.
-struct Browser {
-    http: reqwest::Client,
-    endpoint: String,
+/// A browser these tests find in the log by its user agent.
+fn new_browser(server: &TestServer) -> Browser {
+    Browser::builder(server).user_agent(USER_AGENT).build()
 }
 
+/// The steps of following a magic link.
 impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .user_agent(USER_AGENT)
-                .build()
-                .unwrap(),
-            endpoint: server.endpoint.clone(),
-        }
-    }
-
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http") {
-            path_or_url.to_owned()
-        } else {
-            format!("{}{path_or_url}", self.endpoint)
-        }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    async fn form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        let request = self.http.post(self.url(path)).form(fields);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn api(&self, method: Method, path: &str, body: Value) -> Reply {
-        let request = self.http.request(method, self.url(path)).json(&body);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.api(Method::POST, path, body).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Reply {
-        self.api(Method::PUT, path, body).await
-    }
-
-    /// `/oidc/auth` for `client_id` plus `extra` parameters; returns where the browser is sent.
-    async fn authorize(&self, client_id: &str, extra: &str) -> String {
-        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-        let reply = self
-            .get(&format!(
-                "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
-                 &scope=openid%20profile%20email&state=st4te{extra}"
-            ))
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-        location(&reply)
-    }
-
-    /// `/oidc/auth` carrying a magic link's token and email.
+    /// `/oidc/auth` carrying a magic link's token and email; where the browser is sent.
     async fn follow(&self, client_id: &str, token: &str, email: &str) -> String {
-        self.authorize(client_id, &link_params(token, email)).await
-    }
-
-    /// Follows the resume URL to the application's redirect URI; the code it carries.
-    async fn resume(&self, server: &TestServer, resume: &str) -> String {
-        assert!(
-            resume.starts_with(&format!("{}/auth/", server.issuer())),
-            "{resume}"
-        );
-        let answered = self.get(resume).await;
-        assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
-        let target = location(&answered);
-        assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
-        let params = query_of(&target);
-        assert_eq!(params["state"], "st4te");
-        params["code"].clone()
+        self.start(
+            client_id,
+            SCOPE,
+            &[("one_time_token", token), ("login_hint", email)],
+        )
+        .await
     }
 
     /// Signs in with a username and password through the Experience API, leaving a session.
     async fn sign_in(&self, server: &TestServer, client_id: &str, username: &str) {
-        self.authorize(client_id, "").await;
-        let verified = self
-            .post(
-                "/api/experience/verification/password",
-                json!({"identifier": {"type": "username", "value": username}, "password": PASSWORD}),
-            )
+        self.start(client_id, SCOPE, &[]).await;
+        let verified = self.verify_password(username, PASSWORD).await;
+        self.identify(verified.expect(200)["verificationId"].as_str().unwrap())
             .await;
-        let verification_id = verified.expect(200)["verificationId"].clone();
-        self.post(
-            "/api/experience/identification",
-            json!({ "verificationId": verification_id }),
-        )
-        .await
-        .expect(204);
-        let submitted = self.post("/api/experience/submit", json!({})).await;
-        let resume = submitted.expect(200)["redirectTo"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        self.resume(server, &resume).await;
+        self.submit_and_resume(server).await;
     }
-}
-
-fn link_params(token: &str, email: &str) -> String {
-    let email = form_urlencoded::byte_serialize(email.as_bytes()).collect::<String>();
-    format!("&one_time_token={token}&login_hint={email}")
-}
-
-fn location(reply: &Reply) -> String {
-    reply.header("location").unwrap_or_default().to_owned()
-}
-
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
-    let absolute = if url.starts_with('/') {
-        format!("http://base{url}")
-    } else {
-        url.to_owned()
-    };
-    url::Url::parse(&absolute)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn html(reply: &Reply) -> &str {
-    reply.body.as_str().unwrap_or_default()
-}
-
-fn csrf(reply: &Reply) -> String {
-    let page = html(reply);
-    let start = page.find("name=\"_csrf\" value=\"").expect("a CSRF field") + 20;
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 async fn app(server: &TestServer) -> String {
@@ -245,7 +133,7 @@ async fn the_experience_api_signs_in_with_a_token_and_logs_each_step() {
     )
     .await;
     let (token_id, value) = token(&server, json!({"email": "ada@example.com"})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser.follow(&web, &value, "ada@example.com").await;
     assert!(page.starts_with("/one-time-token?"), "{page}");
     assert_eq!(query_of(&page)["one_time_token"], value);
@@ -293,16 +181,11 @@ async fn the_experience_api_signs_in_with_a_token_and_logs_each_step() {
         )
         .await
         .expect(204);
-    let submitted = browser.post("/api/experience/submit", json!({})).await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let code = browser.resume(&server, &resume).await;
+    let code = browser.submit_and_resume(&server).await;
     assert_eq!(subject_of(&server, &web, &code).await, ada);
 
     // Used up.
-    let again = Browser::new(&server);
+    let again = new_browser(&server);
     again.follow(&web, &value, "ada@example.com").await;
     again
         .post(
@@ -392,7 +275,7 @@ async fn a_token_invites_registration_where_registration_is_closed() {
     let (token_id, value) = token(&server, json!({"email": "newbie@example.com"})).await;
 
     // The Experience API, as Logto's own page drives it.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     browser.follow(&web, &value, "newbie@example.com").await;
     // Registration stays closed until a token is verified.
     browser
@@ -446,12 +329,7 @@ async fn a_token_invites_registration_where_registration_is_closed() {
         )
         .await
         .expect(204);
-    let submitted = browser.post("/api/experience/submit", json!({})).await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    browser.resume(&server, &resume).await;
+    browser.submit_and_resume(&server).await;
     let found = find_by_email(&server, "newbie@example.com").await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["username"], "newbie");
@@ -461,7 +339,7 @@ async fn a_token_invites_registration_where_registration_is_closed() {
 
     // The hosted page: an unknown email registers at once, then gives the missing profile.
     let (_, value) = token(&server, json!({"email": "page@example.com"})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser.follow(&web, &value, "page@example.com").await;
     let form = browser.get(&page).await;
     assert_eq!(form.status, StatusCode::OK, "{}", html(&form));
@@ -528,8 +406,10 @@ async fn a_token_invites_registration_where_registration_is_closed() {
     assert_eq!(found[0]["username"], "page_user");
 
     // Without a token the door stays shut.
-    let browser = Browser::new(&server);
-    let sign_in = browser.authorize(&web, "&first_screen=register").await;
+    let browser = new_browser(&server);
+    let sign_in = browser
+        .start(&web, SCOPE, &[("first_screen", "register")])
+        .await;
     let refused = browser.get(&sign_in).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let keys: Vec<String> = logs(&server, "Interaction.Register.Identifier.Submit")
@@ -626,7 +506,7 @@ async fn every_unusable_link_gets_a_page_saying_why_and_what_next() {
         ),
     ];
     for (value, email, status, message, next_step) in &cases {
-        let browser = Browser::new(&server);
+        let browser = new_browser(&server);
         let page = browser.follow(&web, value, email).await;
         let shown = browser.get(&page).await;
         assert_eq!(shown.status.as_u16(), *status, "{email}: {}", html(&shown));
@@ -639,7 +519,7 @@ async fn every_unusable_link_gets_a_page_saying_why_and_what_next() {
         assert!(!text.contains(&format!("one_time_token={value}")), "{text}");
     }
     // Japanese.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser
         .follow(&web, "no-such-token", "someone@example.com")
         .await;
@@ -651,8 +531,8 @@ async fn every_unusable_link_gets_a_page_saying_why_and_what_next() {
     );
     assert!(html(&shown).contains("<html lang=\"ja\">"));
     // A link without its token or email.
-    let browser = Browser::new(&server);
-    let page = browser.authorize(&web, "&one_time_token=x").await;
+    let browser = new_browser(&server);
+    let page = browser.start(&web, SCOPE, &[("one_time_token", "x")]).await;
     assert!(page.starts_with("/one-time-token?"), "{page}");
     let shown = browser.get(&page).await;
     assert!(
@@ -664,7 +544,7 @@ async fn every_unusable_link_gets_a_page_saying_why_and_what_next() {
     assert_eq!(token_status(&server, &mismatch_id).await, "active");
     assert_eq!(token_status(&server, &event_id).await, "active");
     // Through the API, the event mismatch is Logto's error.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let (_, for_sign_in) = token(
         &server,
         json!({"email": "ada@example.com", "context": {"interactionEvent": "SignIn"}}),
@@ -773,7 +653,7 @@ async fn an_organization_invitation_makes_a_member_with_the_jit_roles() {
         json!({"email": "grace@example.com", "context": context, "expiresIn": 172_800}),
     )
     .await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser.follow(&web, &value, "grace@example.com").await;
     let signed_in = browser.get(&page).await;
     assert_eq!(
@@ -794,7 +674,7 @@ async fn an_organization_invitation_makes_a_member_with_the_jit_roles() {
         json!({"email": "hire@example.com", "context": {"jitOrganizationIds": [acme]}}),
     )
     .await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     browser.follow(&web, &value, "hire@example.com").await;
     let verified = browser
         .post(
@@ -832,12 +712,7 @@ async fn an_organization_invitation_makes_a_member_with_the_jit_roles() {
         .unwrap()
         .to_owned();
     assert!(memberships(&server, &hire).await.is_empty());
-    let submitted = browser.post("/api/experience/submit", json!({})).await;
-    let resume = submitted.expect(200)["redirectTo"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    browser.resume(&server, &resume).await;
+    browser.submit_and_resume(&server).await;
     let held = memberships(&server, &hire).await;
     assert_eq!(held.len(), 1, "{held:?}");
     assert_eq!(held[&acme], ["member"]);
@@ -882,7 +757,7 @@ async fn a_link_for_another_account_asks_which_account_to_use() {
     )
     .await;
     let team = organization(&server, "Team", &[]).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     browser.sign_in(&server, &web, "ada").await;
 
     // Bob's link in Ada's browser: the choice first.
@@ -962,7 +837,7 @@ async fn a_link_for_another_account_asks_which_account_to_use() {
     browser.resume(&server, &location(&signed_in)).await;
     assert!(memberships(&server, &bob).await.contains_key(&team));
     // Without the link, the session answers at once: Bob's is the browser's session now.
-    let answered = browser.authorize(&web, "").await;
+    let answered = browser.start(&web, SCOPE, &[]).await;
     assert!(answered.starts_with(REDIRECT), "{answered}");
     assert_eq!(
         subject_of(&server, &web, &query_of(&answered)["code"]).await,
@@ -972,12 +847,14 @@ async fn a_link_for_another_account_asks_which_account_to_use() {
     // `prompt=login` skips the choice: the link's account signs in.
     let (_, ada_token) = token(&server, json!({"email": "ada@example.com"})).await;
     let page = browser
-        .authorize(
+        .start(
             &web,
-            &format!(
-                "{}&prompt=login",
-                link_params(&ada_token, "ada@example.com")
-            ),
+            SCOPE,
+            &[
+                ("one_time_token", &ada_token),
+                ("login_hint", "ada@example.com"),
+                ("prompt", "login"),
+            ],
         )
         .await;
     // Staying is not on offer then, even to a forged form.
@@ -1046,7 +923,7 @@ async fn a_token_bound_to_a_device_works_only_there() {
     .await;
 
     // Another device: refused with its own error, and the token stays usable.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     browser
         .follow(
             &web,
@@ -1063,7 +940,7 @@ async fn a_token_bound_to_a_device_works_only_there() {
         .expect_error(400, "one_time_token.device_mismatch");
     let id = elsewhere["id"].as_str().unwrap();
     assert_eq!(token_status(&server, id).await, "active");
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser
         .follow(
             &web,
@@ -1080,7 +957,7 @@ async fn a_token_bound_to_a_device_works_only_there() {
     );
 
     // The device that asked for it.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let page = browser.follow(&web, &here, "ada@example.com").await;
     let signed_in = browser.get(&page).await;
     assert_eq!(

@@ -4,6 +4,8 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
+// The browser the sign-in tests share (cookies, redirects answered, the common steps).
+mod browser;
 
 mod applications;
 mod audit;

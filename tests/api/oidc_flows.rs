@@ -17,12 +17,11 @@ use domain::Actor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
+use crate::browser::{Browser, REDIRECT, STATE, code_of, csrf, hidden, html, location, query_of};
 use crate::support::{KEK, MANAGEMENT_API, Reply, TestServer, now_s};
 
-const REDIRECT: &str = "https://app.example.com/callback";
 const PASSWORD: &str = "Correct-Horse-42";
 const VERIFIER: &str = "a-verifier-of-at-least-forty-three-characters-0123456789";
 const BROWSER_AGENT: &str = "oidc-flow-browser/1.0";
@@ -33,60 +32,13 @@ const FULL_SCOPE: &str = "openid profile email roles urn:logto:scope:organizatio
 
 // --- the browser ------------------------------------------------------------------------------
 
-/// A browser: cookies, no automatic redirects, every relative URL on one origin.
-pub(crate) struct Browser {
-    http: reqwest::Client,
-    origin: String,
+/// A browser these tests tell apart from the application's back channel in the log.
+fn new_browser(server: &TestServer) -> Browser {
+    Browser::builder(server).user_agent(BROWSER_AGENT).build()
 }
 
+/// The steps of these flows; the reliability suite's secrets audit takes them too.
 impl Browser {
-    /// On the server's public endpoint, where its redirects point.
-    pub(crate) fn new(server: &TestServer) -> Browser {
-        Browser::on(&server.endpoint)
-    }
-
-    fn on(origin: &str) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .user_agent(BROWSER_AGENT)
-                .build()
-                .unwrap(),
-            origin: origin.to_owned(),
-        }
-    }
-
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http") {
-            path_or_url.to_owned()
-        } else {
-            format!("{}{path_or_url}", self.origin)
-        }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    async fn get_in(&self, path: &str, accept_language: &str) -> Reply {
-        let request = self
-            .http
-            .get(self.url(path))
-            .header("accept-language", accept_language);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        let request = self.http.post(self.url(path)).form(fields);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> Reply {
-        let request = self.http.request(method, self.url(path)).json(&body);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
     /// `/oidc/auth` for `client` with `scope` and `extra` parameters (state `st4te`, nonce
     /// `n0nce`, and a PKCE challenge for public clients).
     pub(crate) async fn authorize(
@@ -95,23 +47,16 @@ impl Browser {
         scope: &str,
         extra: &[(&str, &str)],
     ) -> Reply {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query
-            .append_pair("client_id", &client.id)
-            .append_pair("redirect_uri", REDIRECT)
-            .append_pair("response_type", "code")
-            .append_pair("scope", scope)
-            .append_pair("state", "st4te")
-            .append_pair("nonce", "n0nce");
+        let challenge = challenge(VERIFIER);
+        let mut parameters = vec![("nonce", "n0nce")];
         if client.secret.is_none() {
-            query
-                .append_pair("code_challenge", &challenge(VERIFIER))
-                .append_pair("code_challenge_method", "S256");
+            parameters.extend([
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ]);
         }
-        for (name, value) in extra {
-            query.append_pair(name, value);
-        }
-        self.get(&format!("/oidc/auth?{}", query.finish())).await
+        parameters.extend_from_slice(extra);
+        self.authorization(&client.id, scope, &parameters).await
     }
 
     /// Signs in on the hosted page the authorization request led to; returns the answer of
@@ -141,42 +86,16 @@ impl Browser {
         self.get(&location(&signed_in)).await
     }
 
-    /// The password step of the Experience API alone.
-    async fn verify_password(&self, username: &str, password: &str) -> Reply {
-        self.json(
-            reqwest::Method::POST,
-            "/api/experience/verification/password",
-            json!({"identifier": {"type": "username", "value": username}, "password": password}),
-        )
-        .await
-    }
-
     /// Signs in through the Experience API up to the submission; returns the resume URL.
     async fn submit_with_api(&self, started: &Reply, username: &str, password: &str) -> String {
         assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
-        self.json(
-            reqwest::Method::PUT,
-            "/api/experience",
-            json!({"interactionEvent": "SignIn"}),
-        )
-        .await
-        .expect(204);
+        self.put("/api/experience", json!({"interactionEvent": "SignIn"}))
+            .await
+            .expect(204);
         let verified = self.verify_password(username, password).await;
-        let verification_id = verified.expect(200)["verificationId"].clone();
-        self.json(
-            reqwest::Method::POST,
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(204);
-        let submitted = self
-            .json(reqwest::Method::POST, "/api/experience/submit", json!({}))
+        self.identify(verified.expect(200)["verificationId"].as_str().unwrap())
             .await;
-        submitted.expect(200)["redirectTo"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.submit().await
     }
 
     /// The Experience API's whole sign-in; returns the resume URL's answer.
@@ -191,59 +110,8 @@ impl Browser {
     }
 }
 
-fn location(reply: &Reply) -> String {
-    reply.header("location").unwrap_or_default().to_owned()
-}
-
-fn html(reply: &Reply) -> &str {
-    reply.body.as_str().unwrap_or_default()
-}
-
-fn query_of(url: &str) -> HashMap<String, String> {
-    let absolute = if url.starts_with('/') {
-        format!("http://base{url}")
-    } else {
-        url.to_owned()
-    };
-    url::Url::parse(&absolute)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-/// A hidden form field's value.
-fn hidden(reply: &Reply, name: &str) -> String {
-    let page = html(reply);
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name}: {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
-}
-
-fn csrf(reply: &Reply) -> String {
-    hidden(reply, "_csrf")
-}
-
 fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
-}
-
-/// The code of a redirect to the application, after checking `state` and `iss`.
-#[track_caller]
-pub(crate) fn code_of(server: &TestServer, answered: &Reply) -> String {
-    assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
-    let target = location(answered);
-    assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
-    let params = query_of(&target);
-    assert_eq!(params["state"], "st4te", "{target}");
-    assert_eq!(params["iss"], server.issuer(), "{target}");
-    params
-        .get("code")
-        .unwrap_or_else(|| panic!("no code: {target}"))
-        .clone()
 }
 
 /// The error of a redirect to the application.
@@ -253,7 +121,7 @@ fn error_of(answered: &Reply) -> String {
     let target = location(answered);
     assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
     let params = query_of(&target);
-    assert_eq!(params["state"], "st4te", "{target}");
+    assert_eq!(params["state"], STATE, "{target}");
     params["error"].clone()
 }
 
@@ -603,7 +471,7 @@ async fn an_spa_signs_in_with_pkce_and_its_id_token_verifies_against_the_jwks() 
         .await
         .expect(201);
 
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let before = now_s();
     let started = browser
         .authorize(&spa, FULL_SCOPE, &[("prompt", "consent")])
@@ -710,7 +578,7 @@ async fn a_traditional_app_signs_in_through_the_experience_api_with_its_secret()
         json!({"username": "grace", "primaryEmail": "grace@example.com", "password": PASSWORD}),
     )
     .await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let started = browser.authorize(&web, "openid", &[]).await;
     let answered = browser.sign_in_with_api(&started, "grace", PASSWORD).await;
     let code = code_of(&server, &answered);
@@ -781,7 +649,7 @@ async fn a_resource_token_is_a_jwt_with_the_scopes_the_users_roles_grant() {
     let scope = "openid offline_access read:orders delete:orders unknown:thing";
     let extra = [("resource", indicator), ("prompt", "consent")];
     for (username, expected) in [("ada", "read:orders"), ("bob", "")] {
-        let browser = Browser::new(&server);
+        let browser = new_browser(&server);
         let started = browser.authorize(&web, scope, &extra).await;
         let answered = browser.sign_in_with_api(&started, username, PASSWORD).await;
         let code = code_of(&server, &answered);
@@ -855,7 +723,7 @@ async fn refresh_tokens_rotate_and_a_late_reuse_revokes_the_whole_grant() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let first = signed_in(
         &server,
         &browser,
@@ -939,7 +807,7 @@ async fn a_reused_code_revokes_what_it_issued() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let started = browser
         .authorize(&web, "openid offline_access", &[("prompt", "consent")])
         .await;
@@ -988,7 +856,7 @@ async fn an_expired_code_is_refused() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let started = browser.authorize(&web, "openid", &[]).await;
     let code = code_of(
         &server,
@@ -1018,7 +886,7 @@ async fn the_token_endpoint_checks_the_redirect_uri_and_pkce() {
     let other = Client::create(&server, "SPA", false).await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let started = browser.authorize(&spa, "openid", &[]).await;
     let code = code_of(
         &server,
@@ -1092,7 +960,7 @@ async fn prompt_none_and_prompt_login_follow_the_browsers_session() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let none = [("prompt", "none")];
     assert_eq!(
         error_of(&browser.authorize(&web, "openid", &none).await),
@@ -1149,7 +1017,7 @@ async fn a_suspended_user_is_refused_at_every_step_until_reactivated() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let issued = signed_in(
         &server,
         &browser,
@@ -1161,7 +1029,7 @@ async fn a_suspended_user_is_refused_at_every_step_until_reactivated() {
     .await;
     let refresh = issued.refresh.clone().unwrap();
     // Another browser is half-way: submitted, not yet back at the application.
-    let midway = Browser::new(&server);
+    let midway = new_browser(&server);
     let started = midway.authorize(&web, "openid", &[]).await;
     let resume = midway.submit_with_api(&started, "ada", PASSWORD).await;
 
@@ -1193,7 +1061,7 @@ async fn a_suspended_user_is_refused_at_every_step_until_reactivated() {
         "login_required"
     );
     // A new sign-in is refused once the password is right, by the API and by the page.
-    let fresh = Browser::new(&server);
+    let fresh = new_browser(&server);
     fresh.authorize(&web, "openid", &[]).await;
     fresh
         .verify_password("ada", PASSWORD)
@@ -1216,7 +1084,7 @@ async fn a_suspended_user_is_refused_at_every_step_until_reactivated() {
     assert!(html(&refused).contains("This account is suspended."));
 
     suspend(&server, &ada, false).await;
-    let back = signed_in(&server, &Browser::new(&server), &web, "openid", &[], "ada").await;
+    let back = signed_in(&server, &new_browser(&server), &web, "openid", &[], "ada").await;
     userinfo(&server, &back.access).await.expect(200);
     // What the suspension revoked stays revoked.
     assert_eq!(
@@ -1235,7 +1103,7 @@ async fn introspection_and_revocation_of_real_tokens() {
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
     let issued = signed_in(
         &server,
-        &Browser::new(&server),
+        &new_browser(&server),
         &web,
         "openid profile offline_access",
         &[("prompt", "consent")],
@@ -1356,7 +1224,7 @@ async fn a_hundred_concurrent_redemptions_of_one_code_over_two_nodes_yield_one_t
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let started = browser.authorize(&web, "openid", &[]).await;
     let code = code_of(
         &server,
@@ -1399,7 +1267,7 @@ async fn a_hundred_concurrent_refreshes_of_one_token_over_two_nodes_yield_one_ro
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
     let issued = signed_in(
         &server,
-        &Browser::new(&server),
+        &new_browser(&server),
         &web,
         "openid offline_access",
         &[("prompt", "consent")],
@@ -1440,7 +1308,7 @@ async fn third_party_apps_ask_for_consent_and_first_party_apps_do_not() {
     let partner = Client::create(&server, "Traditional", true).await;
     let own = Client::create(&server, "Traditional", false).await;
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let scope = "openid profile email";
 
     // After the sign-in, the consent page instead of a code.
@@ -1564,7 +1432,7 @@ async fn sign_in_attempts_are_rate_limited_per_address() {
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
     user(&server, json!({"username": "bob", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let started = browser.authorize(&web, "openid", &[]).await;
     // Different accounts: no identifier lockout could be what stops the fourth.
     for username in ["ada", "bob", "carol"] {
@@ -1576,10 +1444,7 @@ async fn sign_in_attempts_are_rate_limited_per_address() {
     // Counted in the database: a second node refuses the fourth as well. (Its address on
     // `localhost`, the endpoint's host, so the browser sends it the interaction's cookie.)
     let node2 = server.second_node();
-    let through_node2 = Browser {
-        http: browser.http.clone(),
-        origin: node2.base.replacen("127.0.0.1", "localhost", 1),
-    };
+    let through_node2 = browser.on(&node2.base.replacen("127.0.0.1", "localhost", 1));
     let limited = through_node2.verify_password("ada", PASSWORD).await;
     limited.expect_error(429, "request.rate_limited");
     let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
@@ -1640,11 +1505,8 @@ async fn the_identifier_lockout_counts_once_across_two_nodes() {
     let node2 = server.second_node();
     // Both nodes on 127.0.0.1: one cookie jar (cookies ignore ports) serves one interaction
     // to both.
-    let first = Browser::on(&server.base);
-    let second = Browser {
-        http: first.http.clone(),
-        origin: node2.base.clone(),
-    };
+    let first = new_browser(&server).on(&server.base);
+    let second = first.on(&node2.base);
     first.authorize(&web, "openid", &[]).await;
     first
         .verify_password("ada", "wrong-1")
@@ -1678,7 +1540,7 @@ async fn the_sign_out_pages_speak_the_requested_language() {
     let server = TestServer::start().await;
     let web = Client::create(&server, "Traditional", false).await;
     user(&server, json!({"username": "ada", "password": PASSWORD})).await;
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     signed_in(&server, &browser, &web, "openid", &[], "ada").await;
 
     let english = browser.get("/oidc/session/end").await;

@@ -615,7 +615,8 @@ const AUDIT_SMTP_PASSWORD: &str = "audit-smtp-Pa55-never-stored";
 
 #[tokio::test]
 async fn no_secret_of_the_flows_is_in_the_database_or_the_log() {
-    use crate::oidc_flows::{Browser, Client, code_of, tokens};
+    use crate::browser::{Browser, code_of};
+    use crate::oidc_flows::{Client, tokens};
     let server = TestServer::start().await;
     // (what, value) for every secret the flows below use or are given.
     let mut secrets: Vec<(&str, String)> = vec![

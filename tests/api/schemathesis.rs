@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::TestServer;
+use crate::support::{BOOTSTRAP_ID, BOOTSTRAP_SECRET, MANAGEMENT_API, TestServer};
 
 fn schemathesis() -> PathBuf {
     let path = std::env::var_os("SCHEMATHESIS")
@@ -37,23 +37,31 @@ fn case_counts(report: &str) -> (u64, u64) {
     }
 }
 
-/// Runs schemathesis against the server's own document with a Management API token:
-/// `paths` selects operations by regular expression, `max_examples` per operation.
+/// Runs schemathesis against the server's own document; `paths` selects operations by regular
+/// expression, `max_examples` per operation. Every request carries a Management API token from
+/// `tests/schemathesis/auth.py`, which fetches a new one when one is refused (a generated
+/// request may rotate the signing keys).
 async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u64, String) {
-    let token = server.token().await;
     let mut command = Command::new(schemathesis());
     command
         .arg("run")
         .arg(server.url("/api/swagger.json"))
         .args(["--url", &server.base])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
         .args([
             "--checks",
             "not_a_server_error,response_schema_conformance,status_code_conformance",
         ])
         .args(["--max-examples", &max_examples.to_string()])
         .args(["--workers", "2", "--seed", "20261123"])
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/auth.py"),
+        )
+        .env("IDLEDGER_TOKEN_URL", server.url("/oidc/token"))
+        .env("IDLEDGER_CLIENT_ID", BOOTSTRAP_ID)
+        .env("IDLEDGER_CLIENT_SECRET", BOOTSTRAP_SECRET)
+        .env("IDLEDGER_RESOURCE", MANAGEMENT_API);
     if let Some(paths) = paths {
         command.args(["--include-path-regex", paths]);
     }
@@ -66,6 +74,11 @@ async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u6
     );
     let (generated, passed) = case_counts(&report);
     assert_eq!(generated, passed, "every generated case passes: {report}");
+    // Schemathesis only warns when every answer was 401/403: the token must have worked.
+    assert!(
+        !report.contains("Authentication failed"),
+        "requests were refused as unauthenticated: {report}"
+    );
     (generated, report)
 }
 

@@ -15,15 +15,20 @@ use serde_json::Value;
 use super::ConsoleError;
 use crate::telemetry::REQUEST_ID_HEADER;
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        crate::outbound::client_builder()
-            .timeout(Duration::from_secs(25))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default()
-    })
+/// One client for every console request; `None` if it could not be built (then every call
+/// fails as unreachable rather than falling back to a client outside `outbound`).
+fn client() -> Result<&'static reqwest::Client, ConsoleError> {
+    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            crate::outbound::client_builder()
+                .timeout(Duration::from_secs(25))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .ok()
+        })
+        .as_ref()
+        .ok_or_else(|| ConsoleError::Unreachable("no HTTP client".to_owned()))
 }
 
 /// Logto's error shape.
@@ -69,7 +74,7 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<reqwest::Response, ConsoleError> {
-        let mut request = client()
+        let mut request = client()?
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token);
         if let Some(agent) = &self.user_agent {
@@ -158,7 +163,7 @@ pub struct TokenResponse {
 
 /// Redeems the authorization code at our own token endpoint (a public client: PKCE, no secret).
 pub async fn redeem_code(base: &str, form: &[(&str, &str)]) -> Result<TokenResponse, ConsoleError> {
-    let response = client()
+    let response = client()?
         .post(format!("{base}/oidc/token"))
         .form(form)
         .send()
