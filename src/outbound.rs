@@ -15,8 +15,14 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// How long an idle pooled connection is reused. Servers close idle connections (Node, and so
+/// Logto, after 5 s; idledger after its header read timeout, 60 s by default); a connection
+/// idle for longer is dropped at checkout rather than reused into a reset, even when the
+/// client's runtime was too busy to notice the server's close.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// A client builder on the process's provider.
 pub fn client_builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
-    reqwest::Client::builder()
+    reqwest::Client::builder().pool_idle_timeout(POOL_IDLE)
 }

@@ -118,6 +118,20 @@ impl Browser {
         Reply::from(request.send().await.unwrap()).await
     }
 
+    /// Fills in the sign-in page at `page_url` (fetched first, for its CSRF token) with an
+    /// identifier and a password; the page's answer.
+    pub async fn fill_sign_in(&self, page_url: &str, identifier: &str, password: &str) -> Reply {
+        let page = self.get(page_url).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let token = csrf(&page);
+        let fields = [
+            ("_csrf", token.as_str()),
+            ("identifier", identifier),
+            ("password", password),
+        ];
+        self.form(page_url, &fields).await
+    }
+
     /// The authorization request of `client_id` for `scope` (space separated), with the
     /// shared redirect URI and state plus the `extra` parameters.
     pub async fn authorization(

@@ -521,17 +521,7 @@ async fn a_suspended_user_is_refused_only_after_the_right_password() {
         .await
         .expect_error(401, "user.suspended");
 
-    let form = browser.get(&page).await;
-    let refused = browser
-        .form(
-            &page,
-            &[
-                ("_csrf", &csrf(&form)),
-                ("identifier", "mallory"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let refused = browser.fill_sign_in(&page, "mallory", PASSWORD).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert!(html(&refused).contains("This account is suspended."));
     let logs = logs_of(&server, &id).await;

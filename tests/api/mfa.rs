@@ -775,6 +775,20 @@ async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_fi
             &[("_csrf", &csrf), ("verification_id", &verification_id)],
         )
         .await;
+    if done.status != StatusCode::SEE_OTHER {
+        // What the interactions held, to tell why binding the codes was refused.
+        let rows = server
+            .db()
+            .await
+            .query("SELECT id, user_id, mfa::text FROM interactions", &[])
+            .await
+            .unwrap();
+        let held: Vec<(String, Option<String>, String)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        panic!("binding the backup codes failed: {}\n{held:#?}", done.body);
+    }
     browser.reaches_the_app(&done).await;
 
     // Signed out (a new browser): the password leads to the code, a wrong one is refused.

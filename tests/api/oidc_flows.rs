@@ -65,18 +65,7 @@ impl Browser {
         assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
         let page_url = location(started);
         assert!(page_url.starts_with("/sign-in?"), "{page_url}");
-        let page = self.get(&page_url).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        let signed_in = self
-            .form(
-                &page_url,
-                &[
-                    ("_csrf", &csrf(&page)),
-                    ("identifier", username),
-                    ("password", password),
-                ],
-            )
-            .await;
+        let signed_in = self.fill_sign_in(&page_url, username, password).await;
         assert_eq!(
             signed_in.status,
             StatusCode::SEE_OTHER,
@@ -1069,17 +1058,7 @@ async fn a_suspended_user_is_refused_at_every_step_until_reactivated() {
         .expect_error(401, "user.suspended");
     let started = fresh.authorize(&web, "openid", &[]).await;
     let page_url = location(&started);
-    let page = fresh.get(&page_url).await;
-    let refused = fresh
-        .form(
-            &page_url,
-            &[
-                ("_csrf", &csrf(&page)),
-                ("identifier", "ada"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let refused = fresh.fill_sign_in(&page_url, "ada", PASSWORD).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert!(html(&refused).contains("This account is suspended."));
 
