@@ -70,7 +70,7 @@ impl Modify for ErrorResponses {
             ];
             for operation in operations.into_iter().flatten() {
                 for (status, description) in COMMON_ERRORS {
-                    operation
+                    let response = operation
                         .responses
                         .responses
                         .entry((*status).to_owned())
@@ -86,10 +86,36 @@ impl Modify for ErrorResponses {
                                 .build()
                                 .into()
                         });
+                    also_error_body(response);
                 }
             }
         }
     }
+}
+
+/// A route that documents a body of its own for a shared error status (check-password's 400
+/// with the policy's issues) can still answer that status with the error shape (a body that
+/// does not parse): the documented schema becomes "either".
+fn also_error_body(response: &mut utoipa::openapi::RefOr<utoipa::openapi::Response>) {
+    use utoipa::openapi::schema::OneOfBuilder;
+    use utoipa::openapi::{Ref, RefOr};
+    let RefOr::T(response) = response else {
+        return;
+    };
+    let Some(RefOr::T(content)) = response.content.get_mut("application/json") else {
+        return;
+    };
+    let own = match content.schema.take() {
+        Some(RefOr::Ref(reference)) if reference.ref_location.ends_with("/ErrorBody") => {
+            RefOr::Ref(reference)
+        }
+        Some(own) => OneOfBuilder::new()
+            .item(own)
+            .item(Ref::from_schema_name("ErrorBody"))
+            .into(),
+        None => return,
+    };
+    content.schema = Some(own);
 }
 
 struct BearerAuth;
