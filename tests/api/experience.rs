@@ -31,7 +31,7 @@ fn pkce() -> String {
         .encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
 }
 
-async fn app(server: &TestServer, kind: &str) -> String {
+pub async fn app(server: &TestServer, kind: &str) -> String {
     let created = server
         .post(
             "/api/applications",

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::TestServer;
 
-async fn create(server: &TestServer, body: Value) -> Value {
+pub async fn create(server: &TestServer, body: Value) -> Value {
     server
         .post("/api/one-time-tokens", body)
         .await

@@ -44,6 +44,8 @@ fn case_counts(report: &str) -> (u64, u64) {
 async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u64, String) {
     let mut command = Command::new(schemathesis());
     command
+        .arg("--config-file")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml"))
         .arg("run")
         .arg(server.url("/api/swagger.json"))
         .args(["--url", &server.base])
@@ -53,6 +55,8 @@ async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u6
         ])
         .args(["--max-examples", &max_examples.to_string()])
         .args(["--workers", "2", "--seed", "20261123"])
+        // Password hashing in a debug build on a busy machine can take seconds.
+        .args(["--request-timeout", "30"])
         .env("NO_COLOR", "1")
         .env(
             "SCHEMATHESIS_HOOKS",

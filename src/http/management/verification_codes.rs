@@ -41,6 +41,13 @@ pub struct VerifyCodeBody {
 fn email_of(email: Option<String>, phone: Option<String>) -> Result<String, ApiError> {
     match (email, phone) {
         (Some(email), _) => codes::email(&email, "email"),
+        // Logto's guard: a phone is digits; only a well-formed one gets as far as the connector.
+        (None, Some(phone)) if phone.is_empty() || !phone.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(ApiError::invalid_input(
+                "body",
+                "Error in key path \"phone\": Invalid",
+            ))
+        }
         (None, Some(_)) => Err(ApiError::connector_not_found("Sms")),
         (None, None) => Err(ApiError::invalid_input(
             "body",
@@ -81,7 +88,7 @@ async fn send_code(
 /// Check a verification code sent to an email address; a right code is consumed.
 #[utoipa::path(post, path = "/api/verification-codes/verify", tag = "Verification codes",
     request_body = VerifyCodeBody,
-    responses((status = 204), (status = 400)),
+    responses((status = 204), (status = 400), (status = 501, description = "A phone number was given and there is no SMS connector.")),
     security(("bearer" = [])))]
 async fn verify_code(
     State(state): State<AppState>,
