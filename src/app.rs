@@ -178,6 +178,8 @@ pub struct Shared {
     /// This node's own listening address as a base URL: the console calls the Management API
     /// here, whatever proxy `endpoint` names.
     pub loopback: String,
+    /// The key of what the console relays over `loopback` (see `TrustProxy`).
+    pub relay_key: Arc<str>,
 }
 
 #[derive(Clone)]
@@ -193,7 +195,10 @@ impl Deref for AppState {
 
 impl FromRef<AppState> for TrustProxy {
     fn from_ref(state: &AppState) -> TrustProxy {
-        TrustProxy(state.trust_proxy)
+        TrustProxy {
+            forwarded_for: state.trust_proxy,
+            relay_key: state.relay_key.clone(),
+        }
     }
 }
 
@@ -239,6 +244,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         metrics,
         sign_in_rate: config.sign_in_rate,
         loopback: loopback_base(address),
+        relay_key: crate::crypto::ids::secret()?.into(),
     }));
     let (stop_followers, followers_stop) = tokio::sync::watch::channel(false);
     if config.checkpoint_interval > 0 {

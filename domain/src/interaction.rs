@@ -125,7 +125,7 @@ pub struct Failed {
 
 /// An identifier the sentinel locked: as typed (`username`, `email`, `phone`), or the user id
 /// (`userId`) for second factors, as Logto reports them in `Identifier.Lockout`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockedIdentifier {
     #[serde(rename = "type")]
     pub kind: String,
@@ -300,12 +300,18 @@ pub enum InteractionEventRecord {
     #[serde(rename = "interaction.identifier_locked")]
     #[serde(rename_all = "camelCase")]
     IdentifierLocked {
+        // Personal, like every typed identifier: blank once the interaction's key is
+        // destroyed (the erasure of the person who signed in through it).
+        #[serde(default)]
         identifier: LockedIdentifier,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user_id: Option<String>,
     },
     #[serde(rename = "interaction.message_rate_limited")]
-    MessageRateLimited { recipient: String },
+    MessageRateLimited {
+        #[serde(default)]
+        recipient: String,
+    },
 }
 
 impl cqrs_es::DomainEvent for InteractionEventRecord {

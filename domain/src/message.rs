@@ -64,13 +64,15 @@ impl UsageType {
 #[serde(rename_all = "camelCase")]
 pub struct NewMessage {
     pub id: String,
-    /// The recipient's address.
+    /// The recipient's address. Personal: blank once the address's key is destroyed.
+    #[serde(default)]
     pub to: String,
     pub usage_type: UsageType,
     /// The recipient's preferred languages (the authorization request's `ui_locales`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ui_locales: Option<String>,
     /// What the template may show besides the code: `application`, `user`, `link`...
+    #[serde(default)]
     pub context: Value,
     /// The vault entry holding the verification code, if the message carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +101,7 @@ pub enum MessageEvent {
     #[serde(rename = "message.attempt_failed")]
     AttemptFailed {
         attempt: u32,
+        #[serde(default)]
         reason: String,
         at: i64,
     },
@@ -113,6 +116,7 @@ pub enum MessageEvent {
     #[serde(rename = "message.abandoned")]
     #[serde(rename_all = "camelCase")]
     Abandoned {
+        #[serde(default)]
         reason: String,
         at: i64,
         #[serde(default, skip_serializing_if = "Option::is_none")]

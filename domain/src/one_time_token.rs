@@ -33,6 +33,8 @@ impl Status {
 #[serde(rename_all = "camelCase")]
 pub struct NewToken {
     pub id: String,
+    /// Personal: blank once the address's key is destroyed (erasure).
+    #[serde(default)]
     pub email: String,
     pub lookup_hash: String,
     pub vault_ref: String,

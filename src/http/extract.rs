@@ -2,6 +2,7 @@
 //! errors, the raw query string, and the request context every event records.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
@@ -177,9 +178,28 @@ impl QueryPairs {
     }
 }
 
-/// Whether the client IP may be taken from `X-Forwarded-For`.
-#[derive(Clone, Copy)]
-pub struct TrustProxy(pub bool);
+/// Where a request's client IP may come from besides the peer address.
+#[derive(Clone)]
+pub struct TrustProxy {
+    /// `X-Forwarded-For` is honoured (the node is behind a proxy that sets it).
+    pub forwarded_for: bool,
+    /// The key this process's own console sends with `x-idledger-relay`, so that what it
+    /// relays over loopback on an operator's behalf is recorded with the operator's IP. It is
+    /// drawn at start and never leaves the process: no one else can relay.
+    pub relay_key: Arc<str>,
+}
+
+/// The headers the console relays its operator's address with.
+pub const RELAY_KEY_HEADER: &str = "x-idledger-relay";
+pub const RELAY_IP_HEADER: &str = "x-idledger-client-ip";
+
+/// The operator's IP relayed by this process's console, when the request carries the key.
+fn relayed_ip(headers: &HeaderMap, key: &str) -> Option<String> {
+    let sent = headers.get(RELAY_KEY_HEADER)?.as_bytes();
+    aws_lc_rs::constant_time::verify_slices_are_equal(sent, key.as_bytes()).ok()?;
+    let ip: std::net::IpAddr = headers.get(RELAY_IP_HEADER)?.to_str().ok()?.parse().ok()?;
+    Some(ip.to_string())
+}
 
 /// Who is calling from where, in which request, at what time: everything an event's metadata
 /// needs except the actor, which authentication decides.
@@ -221,12 +241,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let TrustProxy(trust) = TrustProxy::from_ref(state);
+        let trust = TrustProxy::from_ref(state);
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
-        let ip = if trust {
+            .map(|ConnectInfo(addr)| addr.ip());
+        let relayed = peer
+            .filter(std::net::IpAddr::is_loopback)
+            .and_then(|_| relayed_ip(&parts.headers, &trust.relay_key));
+        let peer = peer.map(|ip| ip.to_string());
+        let ip = if let Some(relayed) = relayed {
+            Some(relayed)
+        } else if trust.forwarded_for {
             forwarded_for(&parts.headers).or(peer)
         } else {
             peer
@@ -242,5 +268,41 @@ where
             request_id: parts.extensions.get::<RequestId>().map(|id| id.0.clone()),
             now: OffsetDateTime::now_utc(),
         })
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::{RELAY_IP_HEADER, RELAY_KEY_HEADER, relayed_ip};
+
+    fn headers(key: &str, ip: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RELAY_KEY_HEADER, HeaderValue::from_str(key).unwrap());
+        headers.insert(RELAY_IP_HEADER, HeaderValue::from_str(ip).unwrap());
+        headers
+    }
+
+    #[test]
+    fn only_the_processs_own_key_relays_an_address() {
+        let key = "k3y-of-this-process";
+        assert_eq!(
+            relayed_ip(&headers(key, "203.0.113.7"), key).as_deref(),
+            Some("203.0.113.7")
+        );
+        assert_eq!(relayed_ip(&headers("guess", "203.0.113.7"), key), None);
+        assert_eq!(relayed_ip(&headers("", "203.0.113.7"), key), None);
+        assert_eq!(relayed_ip(&HeaderMap::new(), key), None);
+    }
+
+    #[test]
+    fn a_relayed_value_must_be_an_address() {
+        let key = "k3y";
+        assert_eq!(relayed_ip(&headers(key, "not an ip"), key), None);
+        assert_eq!(
+            relayed_ip(&headers(key, "2001:db8::1"), key).as_deref(),
+            Some("2001:db8::1")
+        );
     }
 }

@@ -178,6 +178,16 @@ impl Browser {
         .expect(204);
     }
 
+    /// Identifies the interaction's user by a verification that creates it (registration).
+    pub async fn identify_new_user(&self, verification_id: &str) {
+        self.post(
+            "/api/experience/identification",
+            json!({ "verificationId": verification_id }),
+        )
+        .await
+        .expect(201);
+    }
+
     /// Submits the interaction; the resume URL it answers.
     pub async fn submit(&self) -> String {
         let submitted = self.post("/api/experience/submit", json!({})).await;

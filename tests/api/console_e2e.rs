@@ -86,6 +86,30 @@ async fn without_a_session_the_console_sends_the_browser_through_our_oidc_with_p
     assert_eq!(page.status(), 303);
 }
 
+/// The console relays its operator's address to the API with a key only this process knows;
+/// anyone else sending the same headers is recorded at their own address.
+#[tokio::test]
+async fn a_forged_console_relay_is_recorded_at_the_senders_own_address() {
+    let server = TestServer::start().await;
+    let token = server.token().await;
+    let created = no_redirects()
+        .post(format!("{}/api/users", server.endpoint))
+        .bearer_auth(&token)
+        .header("x-idledger-relay", "a-guessed-key")
+        .header("x-idledger-client-ip", "203.0.113.9")
+        .json(&json!({"username": "relayed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let events = server.recorded_events().await;
+    let event = events
+        .iter()
+        .find(|e| e.event_type == "user.created")
+        .expect("user.created");
+    assert_eq!(event.metadata.ip.as_deref(), Some("127.0.0.1"));
+}
+
 /// A user with something on every tab: a role, an organization with an organization role, a
 /// social identity that is her only way to sign in, a TOTP factor and two access tokens.
 async fn provision_carol(server: &TestServer) -> String {

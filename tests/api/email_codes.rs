@@ -111,13 +111,7 @@ async fn people_register_sign_in_and_reset_their_password_with_mailed_codes() {
         .verify_code(&verification_id, &code)
         .await
         .expect(200);
-    browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(201);
+    browser.identify_new_user(&verification_id).await;
     let missing = browser.post("/api/experience/submit", json!({})).await;
     missing.expect_error(422, "user.missing_profile");
     assert_eq!(missing.body["data"]["missingProfile"], json!(["password"]));

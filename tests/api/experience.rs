@@ -441,18 +441,15 @@ async fn registration_through_the_page_and_the_api_creates_signed_in_users() {
         "{issues:?}"
     );
     let verified = browser.post(path, identity("api_user", PASSWORD)).await;
-    let verification_id = verified.expect(200)["verificationId"].clone();
+    let verification_id = verified.expect(200)["verificationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     browser
         .post("/api/experience/identification", json!({}))
         .await
         .expect_error(422, "user.missing_profile");
-    browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(201);
+    browser.identify_new_user(&verification_id).await;
     browser.submit_and_resume(&server).await;
 
     for username in ["newcomer", "api_user"] {

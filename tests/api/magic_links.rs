@@ -174,13 +174,7 @@ async fn the_experience_api_signs_in_with_a_token_and_logs_each_step() {
         "OneTimeToken"
     );
     // The token's account, found whatever the case of its stored email.
-    browser
-        .post(
-            "/api/experience/identification",
-            json!({ "verificationId": verification_id }),
-        )
-        .await
-        .expect(204);
+    browser.identify(&verification_id).await;
     let code = browser.submit_and_resume(&server).await;
     assert_eq!(subject_of(&server, &web, &code).await, ada);
 
@@ -682,7 +676,10 @@ async fn an_organization_invitation_makes_a_member_with_the_jit_roles() {
             json!({"token": value, "identifier": {"type": "email", "value": "hire@example.com"}}),
         )
         .await;
-    let verification_id = verified.expect(200)["verificationId"].clone();
+    let verification_id = verified.expect(200)["verificationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     browser
         .put(
             "/api/experience/interaction-event",
@@ -690,13 +687,7 @@ async fn an_organization_invitation_makes_a_member_with_the_jit_roles() {
         )
         .await
         .expect(204);
-    browser
-        .post(
-            "/api/experience/identification",
-            json!({ "verificationId": verification_id }),
-        )
-        .await
-        .expect(201);
+    browser.identify_new_user(&verification_id).await;
     for profile in [
         json!({"type": "username", "value": "hire"}),
         json!({"type": "password", "value": PASSWORD}),

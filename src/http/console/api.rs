@@ -3,7 +3,7 @@
 //! does exactly what an operator's script can, and every change it makes is recorded with the
 //! operator as the actor and the console request's id and user agent.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ConsoleError;
+use crate::http::extract::{RELAY_IP_HEADER, RELAY_KEY_HEADER};
 use crate::telemetry::REQUEST_ID_HEADER;
 
 /// One client for every console request; `None` if it could not be built (then every call
@@ -45,6 +46,9 @@ pub struct Api {
     token: String,
     user_agent: Option<String>,
     request_id: Option<String>,
+    /// The operator's IP and this process's relay key, so the API records where the operator
+    /// is rather than the loopback address the console calls from.
+    relay: Option<(String, Arc<str>)>,
 }
 
 /// One page of a list and the `Total-Number` header.
@@ -65,7 +69,14 @@ impl Api {
             token: token.to_owned(),
             user_agent,
             request_id,
+            relay: None,
         }
+    }
+
+    /// Calls made on behalf of the operator at `ip`, relayed with this process's `key`.
+    pub fn relaying(mut self, ip: Option<String>, key: Arc<str>) -> Api {
+        self.relay = ip.map(|ip| (ip, key));
+        self
     }
 
     async fn call(
@@ -82,6 +93,11 @@ impl Api {
         }
         if let Some(id) = &self.request_id {
             request = request.header(REQUEST_ID_HEADER, id);
+        }
+        if let Some((ip, key)) = &self.relay {
+            request = request
+                .header(RELAY_IP_HEADER, ip)
+                .header(RELAY_KEY_HEADER, key.as_ref());
         }
         if let Some(body) = body {
             request = request.json(body);

@@ -34,6 +34,7 @@ use self::text::Text;
 use super::pages::locale::{self, Lang};
 use crate::app::AppState;
 use crate::bootstrap::CONSOLE_APP_ID;
+use crate::http::extract::RequestContext;
 use crate::telemetry::RequestId;
 
 pub fn routes() -> Router<AppState> {
@@ -295,6 +296,11 @@ impl FromRequestParts<AppState> for Console {
             return Err(Redirect::to(&to).into_response());
         };
         let lang = language(&parts.headers);
+        // The operator's own address, as any API request of theirs would record it.
+        let operator_ip = RequestContext::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|context| context.ip);
         let api = Api::new(
             &state.loopback,
             &session.token,
@@ -304,7 +310,8 @@ impl FromRequestParts<AppState> for Console {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             parts.extensions.get::<RequestId>().map(|id| id.0.clone()),
-        );
+        )
+        .relaying(operator_ip, state.relay_key.clone());
         Ok(Console {
             lang,
             t: text::text(lang),
