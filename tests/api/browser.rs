@@ -1,8 +1,8 @@
 //! The browser the black-box tests sign in with: its own cookie jar, redirects answered rather
 //! than followed (so a test sees every hop), and relative URLs on the server's public endpoint,
 //! where its cookies and redirects point. Also the steps of a sign-in that every surface takes
-//! the same way: the authorization request, the Experience API's password, identification and
-//! submission, and the resume URL's answer to the application.
+//! the same way: the authorization request, the sign-in page's form, the Experience API's
+//! password, identification and submission, and the resume URL's answer to the application.
 //!
 //! A test file adds the steps only it takes in an `impl Browser` block of its own; Rust keeps
 //! inherent method names unique across the crate, so a clash is a compile error.
