@@ -198,21 +198,6 @@ impl Projection for Interactions {
     }
 }
 
-/// The interactions `user_id` signed in or registered through (their typed identifiers are
-/// sealed under each interaction's subject, which erasing the user destroys).
-pub async fn ids_of_user(
-    db: &impl GenericClient,
-    user_id: &str,
-) -> Result<Vec<String>, ProjectionError> {
-    let rows = db
-        .query(
-            "SELECT id FROM interactions WHERE user_id = $1 ORDER BY id",
-            &[&user_id],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
-}
-
 pub async fn by_id(
     db: &impl GenericClient,
     id: &str,

@@ -201,7 +201,10 @@ async fn outside(
     let db = environment.pool.get().await?;
     let erased: i64 = db
         .query_one(
-            "SELECT count(*) FROM data_keys WHERE destroyed_at >= $1 AND destroyed_at < $2",
+            // People, not keys: one erasure also destroys the keys of the interactions and the
+            // mail address that held the person's data.
+            "SELECT count(*) FROM events WHERE event_type = 'user.erased' \
+             AND occurred_at >= $1 AND occurred_at < $2",
             &[&start, &end],
         )
         .await?
@@ -209,8 +212,8 @@ async fn outside(
     let listed = i64::try_from(LISTED).unwrap_or(i64::MAX);
     let erasures = db
         .query(
-            "SELECT subject_id, destroyed_at FROM data_keys \
-             WHERE destroyed_at >= $1 AND destroyed_at < $2 ORDER BY destroyed_at LIMIT $3",
+            "SELECT stream_id, occurred_at FROM events WHERE event_type = 'user.erased' \
+             AND occurred_at >= $1 AND occurred_at < $2 ORDER BY position LIMIT $3",
             &[&start, &end, &listed],
         )
         .await?
@@ -460,8 +463,8 @@ fn render(
     html.push_str("</table>");
 
     html.push_str(
-        "<h2>Erasures</h2><p class=\"note\">Data keys destroyed in the period: the personal \
-         data of these subjects is unreadable everywhere, the log included.</p>\
+        "<h2>Erasures</h2><p class=\"note\">People erased in the period: their data keys are \
+         destroyed, so their personal data is unreadable everywhere, the log included.</p>\
          <table><tr><th>When</th><th>Subject</th></tr>",
     );
     for (subject, at) in &outside.erasures {

@@ -135,8 +135,7 @@ pub async fn send(
                 context: send.context,
                 code_ref: Some(code_ref.clone()),
                 expires_at: Some(expires_at),
-                subject: crate::http::management::one_time_tokens::email_subject(state, send.email)
-                    .await?,
+                subject: crate::http::management::one_time_tokens::email_subject(state, send.email),
             }),
         )
         .seal(code_ref, code.into_bytes());

@@ -289,7 +289,6 @@ async fn data_key(
 pub struct Unit {
     steps: Vec<Box<dyn Step>>,
     seals: Vec<(String, Vec<u8>)>,
-    shreds: Vec<String>,
 }
 
 impl Unit {
@@ -331,13 +330,6 @@ impl Unit {
     /// events that refer to it.
     pub fn seal(mut self, vault_ref: impl Into<String>, plaintext: impl Into<Vec<u8>>) -> Unit {
         self.seals.push((vault_ref.into(), plaintext.into()));
-        self
-    }
-
-    /// Destroys `subject`'s data key with the unit's events, for a person's data sealed under
-    /// a subject other than their own stream (their interactions, mail to their address).
-    pub fn shred(mut self, subject: impl Into<String>) -> Unit {
-        self.shreds.push(subject.into());
         self
     }
 }
@@ -542,7 +534,7 @@ impl EventStore {
 
         let mut events = Vec::new();
         let mut retired = Vec::new();
-        let mut shredded = unit.shreds.clone();
+        let mut shredded = Vec::new();
         for (index, first_sequence, decision) in decided {
             shredded.extend(decision.erased_subject.clone());
             let (stream_type, stream_id) = streams.get(index).copied().unwrap_or(("", ""));

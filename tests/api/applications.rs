@@ -318,8 +318,10 @@ async fn listing_filters_searches_and_paginates_optionally() {
     ] {
         create(&server, json!({"name": name, "type": kind})).await;
     }
+    // Every start seeds two applications besides these: the bootstrap machine-to-machine app
+    // and the admin console's SPA.
     let all = server.get("/api/applications").await;
-    assert_eq!(all.expect(200).as_array().unwrap().len(), 4);
+    assert_eq!(all.expect(200).as_array().unwrap().len(), 5);
     assert!(all.header("total-number").is_none(), "no pagination asked");
     let names: Vec<&str> = all
         .body
@@ -331,8 +333,8 @@ async fn listing_filters_searches_and_paginates_optionally() {
     assert_eq!(names[..3], ["gamma", "beta", "alpha"], "newest first");
 
     let page = server.get("/api/applications?page=2&page_size=3").await;
-    assert_eq!(page.expect(200).as_array().unwrap().len(), 1);
-    assert_eq!(page.header("total-number"), Some("4"));
+    assert_eq!(page.expect(200).as_array().unwrap().len(), 2);
+    assert_eq!(page.header("total-number"), Some("5"));
     let links: Vec<&str> = page
         .headers
         .get_all("link")
@@ -346,7 +348,7 @@ async fn listing_filters_searches_and_paginates_optionally() {
     assert!(links[2].ends_with("rel=\"last\""));
 
     let spa_native = server.get("/api/applications?types=SPA&types=Native").await;
-    assert_eq!(spa_native.expect(200).as_array().unwrap().len(), 2);
+    assert_eq!(spa_native.expect(200).as_array().unwrap().len(), 3, "alpha, beta, the console");
     let search = server.get("/api/applications?search=%25amm%25").await;
     assert_eq!(search.expect(200)[0]["name"], "gamma");
     let exact = server

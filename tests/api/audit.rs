@@ -1,14 +1,8 @@
 //! Tamper evidence (the hash chain, signed checkpoints, `replay verify`) and erasure by
 //! crypto-shredding (`POST /api/users/:id/erase`), on the real log written by the server.
 
-use std::time::Duration;
-
 use serde_json::json;
 
-use crate::browser::Browser;
-use crate::connectors::{create_email_connector, templates};
-use crate::email_codes::other_code;
-use crate::smtp_server::{Options, SmtpServer, code_in};
 use crate::support::*;
 
 /// `replay verify`'s standard output and exit code.
@@ -288,54 +282,11 @@ fn replay_out(server: &TestServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Person `i` leaves traces beyond the users table: a one-time token for their email, a wrong
-/// password (the sentinel counts it), a mailed sign-in code entered wrong then right, and a
-/// completed sign-in through the Experience API (interaction, messages, code, session, grant).
-async fn live_a_signed_in_life(server: &TestServer, mail: &SmtpServer, i: usize) {
-    let email = format!("person{i}.secret@example.com");
-    crate::one_time_tokens::create(server, json!({"email": email})).await;
-    let app = crate::experience::app(server, "Traditional").await;
-    let browser = Browser::new(server);
-    browser.start(&app, "openid email profile", &[]).await;
-    browser
-        .verify_password(&format!("person{i}"), "Not-Their-Password-1")
-        .await
-        .expect_error(422, "session.invalid_credentials");
-    let verification_id = browser.send_code_to(&email, "SignIn").await;
-    let received = mail.wait_for(i + 1, Duration::from_secs(30)).await;
-    let code = code_in(&received[i]);
-    browser
-        .verify_code_to(&email, &verification_id, other_code(&code))
-        .await
-        .expect_error(400, "verification_code.code_mismatch");
-    browser
-        .verify_code_to(&email, &verification_id, &code)
-        .await
-        .expect(200);
-    browser.identify(&verification_id).await;
-    browser.submit_and_resume(server).await;
-}
-
 #[tokio::test]
 async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_chain() {
     let server = TestServer::start().await;
     let ids = create_people(&server, 2).await;
     let (erased, kept) = (&ids[0], &ids[1]);
-    let mail = SmtpServer::start(Options::default());
-    create_email_connector(&server, mail.config(templates("text/plain"))).await;
-    server
-        .patch(
-            "/api/sign-in-exp",
-            json!({"signIn": {"methods": [
-                {"identifier": "email", "password": false, "verificationCode": true,
-                 "isPasswordPrimary": false},
-                {"identifier": "username", "password": true, "verificationCode": false,
-                 "isPasswordPrimary": true}]}}),
-        )
-        .await
-        .expect(200);
-    live_a_signed_in_life(&server, &mail, 0).await;
-    live_a_signed_in_life(&server, &mail, 1).await;
     server
         .patch(
             &format!("/api/users/{erased}"),

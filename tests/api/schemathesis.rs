@@ -42,8 +42,17 @@ fn case_counts(report: &str) -> (u64, u64) {
 /// `tests/schemathesis/auth.py`, which fetches a new one when one is refused (a generated
 /// request may rotate the signing keys).
 async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u64, String) {
+    // Each run in a folder of its own: two runs at once must not share Hypothesis' example
+    // database and caches (`.hypothesis/` in the working directory).
+    let workdir = std::env::temp_dir().join(format!(
+        "idledger-schemathesis-{}-{}",
+        std::process::id(),
+        paths.map_or(0, str::len)
+    ));
+    std::fs::create_dir_all(&workdir).expect("schemathesis working folder");
     let mut command = Command::new(schemathesis());
     command
+        .current_dir(&workdir)
         .arg("--config-file")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml"))
         .arg("run")

@@ -92,32 +92,16 @@ async fn find(state: &AppState, id: &str) -> Result<OneTimeTokenRow, ApiError> {
         .ok_or_else(|| ApiError::not_exists_with_id("one-time token", id))
 }
 
-/// The data subject sealing what is sent to an address (one-time tokens, mail): derived from
-/// the address, so erasing the person who owns it can find and destroy it. An erased address's
-/// key is destroyed for good; whoever uses the address next gets the next generation's key
-/// (`email:<hash>#<n>`, n = keys destroyed so far), so new mail can be sealed while the erased
-/// person's stays unreadable.
-pub async fn email_subject(state: &AppState, email: &str) -> Result<String, ApiError> {
-    let base = format!(
+/// The data subject sealing a token's email: derived from the email, so erasing the person
+/// who owns that address can find and destroy it.
+pub fn email_subject(state: &AppState, email: &str) -> String {
+    format!(
         "email:{}",
         state
             .store
             .keyring()
             .lookup_hash("email subject", &email.to_lowercase())
-    );
-    let db = state.store.pool().get().await?;
-    let destroyed: i64 = db
-        .query_one(
-            "SELECT count(*) FROM data_keys WHERE wrapped_key IS NULL \
-             AND (subject_id = $1 OR left(subject_id, length($1) + 1) = $1 || '#')",
-            &[&base],
-        )
-        .await?
-        .get(0);
-    Ok(match destroyed {
-        0 => base,
-        n => format!("{base}#{n}"),
-    })
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -265,7 +249,7 @@ async fn create_token(
         &id,
         OneTimeTokenCommand::Create(NewToken {
             id: id.clone(),
-            subject: email_subject(&state, &body.email).await?,
+            subject: email_subject(&state, &body.email),
             email: body.email,
             lookup_hash: state.store.keyring().lookup_hash(TOKEN_HASH_KIND, &value),
             vault_ref,

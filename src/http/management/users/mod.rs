@@ -540,7 +540,6 @@ async fn delete_user(
         caller,
         &context,
         &id,
-        Unit::new(),
         UserCommand::Delete,
         "user deleted",
     )
@@ -548,14 +547,12 @@ async fn delete_user(
 }
 
 /// Deletion and erasure: the user's command, with their tokens and sessions, in one unit of
-/// work (added to `unit`, what else the caller's command takes along). Nobody removes
-/// themselves.
+/// work. Nobody removes themselves.
 async fn depart(
     state: &AppState,
     caller: Caller,
     context: &RequestContext,
     id: &str,
-    unit: Unit,
     command: UserCommand,
     reason: &str,
 ) -> Result<StatusCode, ApiError> {
@@ -569,7 +566,7 @@ async fn depart(
     // Tokens and sessions go with the user, in the same unit of work.
     let unit = {
         let db = state.store.pool().get().await?;
-        let unit = unit.then::<User>(id, command);
+        let unit = Unit::new().then::<User>(id, command);
         // Stored social tokens go with the user too.
         let unit = crate::connectors::token_vault::erase_for_user(
             &db,
