@@ -219,7 +219,7 @@ impl Experience<'_> {
 
     /// The factors bound in this interaction, as commands on the user, for the submission.
     pub fn bound_factors(&self, user_id: &str) -> Vec<UserCommand> {
-        self.enrolments()
+        totp_first(self.enrolments())
             .into_iter()
             .filter(|(_, e)| e["bound"] == json!(true) && e["userId"].as_str() == Some(user_id))
             .filter_map(|(id, e)| {
@@ -613,7 +613,35 @@ impl Experience<'_> {
     }
 }
 
+/// Enrolments with the TOTP ones first: the user refuses backup codes as their only factor, and
+/// the enrolments come keyed by random verification ids, so in id order the codes could reach
+/// the user before the TOTP they back up.
+fn totp_first(mut enrolments: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    enrolments.sort_by_key(|(_, e)| e["factor"] != "Totp");
+    enrolments
+}
+
 fn internal_missing() -> ApiError {
     tracing::error!("an enrolment's TOTP secret is missing from the vault");
     ApiError::internal()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::totp_first;
+
+    #[test]
+    fn totp_enrolments_reach_the_user_before_backup_codes_whatever_their_ids() {
+        let enrolments = vec![
+            ("0aaa".to_owned(), json!({"factor": "BackupCode"})),
+            ("zzzz".to_owned(), json!({"factor": "Totp"})),
+        ];
+        let ordered: Vec<String> = totp_first(enrolments)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ordered, ["zzzz", "0aaa"]);
+    }
 }
