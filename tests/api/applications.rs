@@ -348,7 +348,11 @@ async fn listing_filters_searches_and_paginates_optionally() {
     assert!(links[2].ends_with("rel=\"last\""));
 
     let spa_native = server.get("/api/applications?types=SPA&types=Native").await;
-    assert_eq!(spa_native.expect(200).as_array().unwrap().len(), 3, "alpha, beta, the console");
+    assert_eq!(
+        spa_native.expect(200).as_array().unwrap().len(),
+        3,
+        "alpha, beta, the console"
+    );
     let search = server.get("/api/applications?search=%25amm%25").await;
     assert_eq!(search.expect(200)[0]["name"], "gamma");
     let exact = server

@@ -59,8 +59,13 @@ impl Browser {
     }
 
     pub fn builder(server: &TestServer) -> Builder {
+        Browser::builder_on(&server.endpoint)
+    }
+
+    /// On `origin`, a server that is not one of the tests' own (an upstream provider).
+    pub fn builder_on(origin: &str) -> Builder {
         Builder {
-            origin: server.endpoint.clone(),
+            origin: origin.to_owned(),
             user_agent: None,
         }
     }

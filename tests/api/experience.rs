@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, REDIRECT, csrf, html, location};
-use crate::support::TestServer;
+use crate::support::{TestServer, logs_of};
 
 const USER_AGENT: &str = "experience-tests/1.0";
 const PASSWORD: &str = "Correct-Horse-42";
@@ -62,15 +62,6 @@ async fn latest_interaction(server: &TestServer) -> String {
         .unwrap()
         .stream_id
         .clone()
-}
-
-async fn logs_of(server: &TestServer, user_id: &str) -> Vec<Value> {
-    let reply = server
-        .get(&format!("/api/logs?userId={user_id}&page_size=100"))
-        .await;
-    let mut logs = reply.expect(200).as_array().unwrap().clone();
-    logs.reverse();
-    logs
 }
 
 #[tokio::test]

@@ -8,130 +8,35 @@ use std::time::Duration;
 
 use base64::Engine;
 use idledger::crypto::totp;
-use reqwest::redirect::Policy;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::browser::{Browser, REDIRECT, html, location};
 use crate::connectors::{create_email_connector, templates};
 use crate::smtp_server::{Options, SmtpServer, code_in};
 use crate::support::{Reply, TestServer};
 
-const REDIRECT: &str = "https://app.example.com/callback";
 const PASSWORD: &str = "Correct-Horse-42";
 const USER_AGENT: &str = "mfa-tests/1.0";
 
-struct Browser {
-    http: reqwest::Client,
-    endpoint: String,
+/// A browser these tests find in the log by its user agent.
+fn new_browser(server: &TestServer) -> Browser {
+    Browser::builder(server).user_agent(USER_AGENT).build()
 }
 
+/// The steps of a sign-in that waits for a second factor.
 impl Browser {
-    fn new(server: &TestServer) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .user_agent(USER_AGENT)
-                .build()
-                .unwrap(),
-            endpoint: server.endpoint.clone(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.endpoint)
-        };
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Reply {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.call(Method::GET, path, None).await
-    }
-
-    /// Posts a page's form (URL-encoded, as a browser does).
-    async fn form(&self, action: &str, fields: &[(&str, &str)]) -> Reply {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let request = self
-            .http
-            .post(format!("{}{action}", self.endpoint))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    /// The authorization request; answers where the browser is sent (a page of ours).
-    async fn start(&self, client_id: &str, extra: &str) -> String {
-        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-        let reply = self
-            .get(&format!(
-                "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
-                 &scope=openid&state=s{extra}"
-            ))
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-        location(&reply)
-    }
-
-    /// Follows the resume URL a finished page sends the browser to, to the application.
-    async fn reaches_the_app(&self, reply: &Reply) {
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-        let answered = self.get(&location(reply)).await;
-        assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
-        let target = location(&answered);
-        assert!(target.starts_with(&format!("{REDIRECT}?code=")), "{target}");
-    }
-
-    async fn authorize(&self, client_id: &str) {
-        let redirect = form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>();
-        let reply = self
-            .call(
-                Method::GET,
-                &format!(
-                    "/oidc/auth?client_id={client_id}&redirect_uri={redirect}&response_type=code\
-                     &scope=openid&state=s"
-                ),
-                None,
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
-    }
-
+    /// A password verification of `username`; its id.
     async fn password(&self, username: &str) -> String {
-        let verified = self
-            .post(
-                "/api/experience/verification/password",
-                json!({"identifier": {"type": "username", "value": username}, "password": PASSWORD}),
-            )
-            .await;
+        let verified = self.verify_password(username, PASSWORD).await;
         verified.expect(200)["verificationId"]
             .as_str()
             .unwrap()
             .to_owned()
     }
 
-    async fn identify(&self, verification_id: &str) {
-        self.post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(204);
-    }
-
-    async fn submit(&self) -> Reply {
+    /// Submits the interaction, which may be refused; the answer.
+    async fn try_submit(&self) -> Reply {
         self.post("/api/experience/submit", json!({})).await
     }
 
@@ -143,16 +48,12 @@ impl Browser {
         .await
     }
 
-    /// Submits, then follows the answer to the application's redirect URI with a code.
-    async fn submit_and_resume(&self) {
-        let submitted = self.submit().await;
-        let resume = submitted.expect(200)["redirectTo"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let answered = self.call(Method::GET, &resume, None).await;
+    /// Follows the resume URL a finished page sends the browser to, to the application.
+    async fn reaches_the_app(&self, reply: &Reply) {
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        let answered = self.get(&location(reply)).await;
         assert_eq!(answered.status, StatusCode::SEE_OTHER, "{}", answered.body);
-        let target = answered.header("location").unwrap_or_default();
+        let target = location(&answered);
         assert!(target.starts_with(&format!("{REDIRECT}?code=")), "{target}");
     }
 }
@@ -380,11 +281,11 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
     // A password.
     let ada = user(&server, json!({"username": "ada", "password": PASSWORD})).await;
     let ada_secret = enrol_totp(&server, &ada).await;
-    let browser = Browser::new(&server);
-    browser.authorize(&app).await;
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
     let verification = browser.password("ada").await;
     browser.identify(&verification).await;
-    let refused = browser.submit().await;
+    let refused = browser.try_submit().await;
     refused.expect_error(403, "session.mfa.require_mfa_verification");
     assert_eq!(refused.body["data"]["availableFactors"], json!(["Totp"]));
     browser
@@ -392,16 +293,16 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
         .await
         .expect_error(400, "session.mfa.invalid_totp_code");
     browser
-        .submit()
+        .try_submit()
         .await
         .expect_error(403, "session.mfa.require_mfa_verification");
     let code = code_now(&ada_secret);
     browser.totp(&code).await.expect(200);
-    browser.submit_and_resume().await;
+    browser.submit_and_resume(&server).await;
 
     // The same code does not sign in twice.
-    let again = Browser::new(&server);
-    again.authorize(&app).await;
+    let again = new_browser(&server);
+    again.start(&app, "openid", &[]).await;
     let verification = again.password("ada").await;
     again.identify(&verification).await;
     again
@@ -409,7 +310,7 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
         .await
         .expect_error(400, "session.mfa.invalid_totp_code");
     again
-        .submit()
+        .try_submit()
         .await
         .expect_error(403, "session.mfa.require_mfa_verification");
 
@@ -420,8 +321,8 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
     )
     .await;
     let grace_secret = enrol_totp(&server, &grace).await;
-    let browser = Browser::new(&server);
-    browser.authorize(&app).await;
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
     let sent = browser
         .post(
             "/api/experience/verification/verification-code",
@@ -443,11 +344,11 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
         .expect(200);
     browser.identify(&verification).await;
     browser
-        .submit()
+        .try_submit()
         .await
         .expect_error(403, "session.mfa.require_mfa_verification");
     browser.totp(&code_now(&grace_secret)).await.expect(200);
-    browser.submit_and_resume().await;
+    browser.submit_and_resume(&server).await;
 
     // A one-time token (a magic link).
     let lin = user(
@@ -460,8 +361,8 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
         .post("/api/one-time-tokens", json!({"email": "lin@example.com"}))
         .await;
     let token = token.expect(201)["token"].as_str().unwrap().to_owned();
-    let browser = Browser::new(&server);
-    browser.authorize(&app).await;
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
     let verified = browser
         .post(
             "/api/experience/verification/one-time-token/verify",
@@ -474,7 +375,7 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
         .to_owned();
     browser.identify(&verification).await;
     browser
-        .submit()
+        .try_submit()
         .await
         .expect_error(403, "session.mfa.require_mfa_verification");
     // A profile change waits for the second factor too.
@@ -489,7 +390,7 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
     // Lin never had a password and the sign-up asks for one: with the second factor passed,
     // the profile is what is missing (Logto's order), and may now be filled.
     browser
-        .submit()
+        .try_submit()
         .await
         .expect_error(422, "user.missing_profile");
     browser
@@ -499,7 +400,7 @@ async fn no_first_factor_signs_in_before_the_totp_passes() {
         )
         .await
         .expect(204);
-    browser.submit_and_resume().await;
+    browser.submit_and_resume(&server).await;
 
     // The sign-ins left Logto's keys in the log.
     let logs = server
@@ -538,11 +439,11 @@ async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
         .await;
     let code = codes.expect(200)["codes"][3].as_str().unwrap().to_owned();
 
-    let browser = Browser::new(&server);
-    browser.authorize(&app).await;
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
     let verification = browser.password("ada").await;
     browser.identify(&verification).await;
-    let refused = browser.submit().await;
+    let refused = browser.try_submit().await;
     refused.expect_error(403, "session.mfa.require_mfa_verification");
     assert_eq!(
         refused.body["data"]["availableFactors"],
@@ -555,7 +456,7 @@ async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
         )
         .await
         .expect(200);
-    browser.submit_and_resume().await;
+    browser.submit_and_resume(&server).await;
     let listed = server
         .get(&format!("/api/users/{ada}/mfa-verifications"))
         .await;
@@ -563,8 +464,8 @@ async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
     assert_eq!(listed[1]["remainCodes"], 9);
     assert!(listed[1]["lastUsedAt"].is_string());
 
-    let browser = Browser::new(&server);
-    browser.authorize(&app).await;
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
     let verification = browser.password("ada").await;
     browser.identify(&verification).await;
     browser
@@ -589,7 +490,7 @@ async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
         .await
         .expect_error(400, "session.verification_blocked_too_many_attempts");
     browser
-        .submit()
+        .try_submit()
         .await
         .expect_error(403, "session.mfa.require_mfa_verification");
     let locked: Vec<_> = server
@@ -604,28 +505,6 @@ async fn a_backup_code_works_once_and_failed_second_factors_lock_the_account() {
         json!({"type": "userId", "value": ada})
     );
     server.assert_replay_check();
-}
-
-/// Where a redirect sends the browser: path and query (our pages), or the whole URL (the
-/// application's).
-fn location(reply: &Reply) -> String {
-    let target = reply.header("location").unwrap_or_default();
-    if target.starts_with(REDIRECT) {
-        return target.to_owned();
-    }
-    let url = url::Url::parse("http://page.invalid")
-        .unwrap()
-        .join(target)
-        .unwrap();
-    match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
-    }
-}
-
-/// A page's HTML.
-fn html(reply: &Reply) -> &str {
-    reply.body.as_str().unwrap_or_default()
 }
 
 fn unescape(text: &str) -> String {
@@ -660,7 +539,7 @@ fn first_form(page: &str) -> (String, String) {
 
 /// Signs in with the password on the hosted sign-in page; answers the page's redirect.
 async fn password_on_the_page(browser: &Browser, app: &str, username: &str) -> Reply {
-    let page = browser.get(&browser.start(app, "").await).await;
+    let page = browser.get(&browser.start(app, "openid", &[]).await).await;
     let (action, csrf) = first_form(html(&page));
     browser
         .form(
@@ -692,7 +571,7 @@ async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_fi
     .await;
 
     // Enrolment on the pages: the password, then the QR code, then the backup codes.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let signed = password_on_the_page(&browser, &app, "ada").await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
     let binding = location(&signed);
@@ -792,7 +671,7 @@ async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_fi
     browser.reaches_the_app(&done).await;
 
     // Signed out (a new browser): the password leads to the code, a wrong one is refused.
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let signed = password_on_the_page(&browser, &app, "ada").await;
     let verification = location(&signed);
     assert!(
@@ -836,11 +715,15 @@ async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_fi
         .post("/api/one-time-tokens", json!({"email": "ada@example.com"}))
         .await;
     let token = token.expect(201)["token"].as_str().unwrap().to_owned();
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let link = browser
         .start(
             &app,
-            &format!("&one_time_token={token}&login_hint=ada%40example.com"),
+            "openid",
+            &[
+                ("one_time_token", &token),
+                ("login_hint", "ada@example.com"),
+            ],
         )
         .await;
     assert!(link.starts_with("/one-time-token"), "{link}");
@@ -861,7 +744,7 @@ async fn the_hosted_pages_enrol_and_then_demand_the_second_factor_after_every_fi
         .await;
     browser.reaches_the_app(&backup).await;
 
-    let browser = Browser::new(&server);
+    let browser = new_browser(&server);
     let signed = password_on_the_page(&browser, &app, "ada").await;
     let page = browser.get(&location(&signed)).await;
     let (action, csrf) = first_form(html(&page));
@@ -911,31 +794,16 @@ async fn a_social_sign_in_still_waits_for_the_totp() {
     let (verification_id, uri) = authorization(&browser, &downstream).await;
     let back = upstream.sign_in(&uri, "ada").await;
     verify(&browser, &verification_id, &back).await.expect(200);
+    browser.identify(&verification_id).await;
     browser
-        .post(
-            "/api/experience/identification",
-            json!({"verificationId": verification_id}),
-        )
-        .await
-        .expect(204);
-    browser
-        .post("/api/experience/submit", json!({}))
+        .try_submit()
         .await
         .expect_error(403, "session.mfa.require_mfa_verification");
     browser
-        .post(
-            "/api/experience/verification/totp/verify",
-            json!({"code": wrong_code(&secret)}),
-        )
+        .totp(&wrong_code(&secret))
         .await
         .expect_error(400, "session.mfa.invalid_totp_code");
-    browser
-        .post(
-            "/api/experience/verification/totp/verify",
-            json!({"code": code_now(&secret)}),
-        )
-        .await
-        .expect(200);
+    browser.totp(&code_now(&secret)).await.expect(200);
     assert!(!submit(&browser).await.is_empty());
     server.assert_replay_check();
 }

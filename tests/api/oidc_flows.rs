@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, REDIRECT, STATE, code_of, csrf, hidden, html, location, query_of};
-use crate::support::{KEK, MANAGEMENT_API, Reply, TestServer, now_s};
+use crate::support::{KEK, MANAGEMENT_API, Reply, TestServer, logs_of, now_s};
 
 const PASSWORD: &str = "Correct-Horse-42";
 const VERIFIER: &str = "a-verifier-of-at-least-forty-three-characters-0123456789";
@@ -357,15 +357,6 @@ async fn api_resource(
         ids.insert((*name).to_owned(), id);
     }
     ids
-}
-
-async fn logs_of(server: &TestServer, user_id: &str) -> Vec<Value> {
-    let reply = server
-        .get(&format!("/api/logs?userId={user_id}&page_size=100"))
-        .await;
-    let mut logs = reply.expect(200).as_array().unwrap().clone();
-    logs.reverse();
-    logs
 }
 
 fn keyed<'a>(logs: &'a [Value], key: &str) -> Vec<&'a Value> {

@@ -3,93 +3,23 @@
 //! checks no honest provider fails, a token endpoint of the test's own whose ID tokens are
 //! signed with the upstream's real key and verified against its real JWKS.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
+use crate::browser::{Browser, REDIRECT, csrf, location, query_of};
 use crate::support::{KEK, Reply, TestServer, now_s, pg_bin};
 
 pub const PASSWORD: &str = "Upstream-Horse-42";
-const APP_REDIRECT: &str = "https://app.example.com/callback";
 pub const CONNECTOR: &str = "upstream";
 const AGENT: &str = "social-browser/1.0";
 
-/// A browser: its own cookies, no automatic redirects.
-pub struct Browser {
-    http: reqwest::Client,
-    origin: String,
-}
-
-impl Browser {
-    pub fn on(origin: &str) -> Browser {
-        Browser {
-            http: idledger::outbound::client_builder()
-                .redirect(Policy::none())
-                .cookie_store(true)
-                .user_agent(AGENT)
-                .build()
-                .unwrap(),
-            origin: origin.to_owned(),
-        }
-    }
-
-    fn url(&self, path_or_url: &str) -> String {
-        if path_or_url.starts_with("http") {
-            path_or_url.to_owned()
-        } else {
-            format!("{}{path_or_url}", self.origin)
-        }
-    }
-
-    pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(self.http.get(self.url(path)).send().await.unwrap()).await
-    }
-
-    pub async fn form(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
-        let request = self.http.post(self.url(path)).form(fields);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    pub async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> Reply {
-        let request = self.http.request(method, self.url(path)).json(&body);
-        Reply::from(request.send().await.unwrap()).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.json(reqwest::Method::POST, path, body).await
-    }
-}
-
-pub fn location(reply: &Reply) -> String {
-    reply.header("location").unwrap_or_default().to_owned()
-}
-
-pub fn query_of(url: &str) -> HashMap<String, String> {
-    let absolute = if url.starts_with('/') {
-        format!("http://base{url}")
-    } else {
-        url.to_owned()
-    };
-    url::Url::parse(&absolute)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-pub fn hidden(reply: &Reply, name: &str) -> String {
-    let page = reply.body.as_str().unwrap_or_default();
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name}: {page}"))
-        + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
+/// The social tests' browser on `origin`, announcing itself as [`AGENT`].
+pub fn browser_on(origin: &str) -> Browser {
+    Browser::builder_on(origin).user_agent(AGENT).build()
 }
 
 /// An application of `server` with a secret and one redirect URI.
@@ -150,21 +80,11 @@ impl Upstream {
     /// Follows `authorization_uri` through the upstream's hosted sign-in page; answers the
     /// redirect back to the downstream's callback.
     pub async fn sign_in(&self, authorization_uri: &str, username: &str) -> String {
-        let browser = Browser::on(&self.server.endpoint);
+        let browser = browser_on(&self.server.endpoint);
         let started = browser.get(authorization_uri).await;
         assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
-        let page_url = location(&started);
-        let page = browser.get(&page_url).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
         let signed_in = browser
-            .form(
-                &page_url,
-                &[
-                    ("_csrf", &hidden(&page, "_csrf")),
-                    ("identifier", username),
-                    ("password", PASSWORD),
-                ],
-            )
+            .fill_sign_in(&location(&started), username, PASSWORD)
             .await;
         assert_eq!(
             signed_in.status,
@@ -189,7 +109,7 @@ pub struct Downstream {
 impl Downstream {
     pub async fn start() -> Downstream {
         let server = TestServer::start().await;
-        let (client_id, client_secret) = application(&server, APP_REDIRECT).await;
+        let (client_id, client_secret) = application(&server, REDIRECT).await;
         Downstream {
             server,
             client_id,
@@ -228,16 +148,10 @@ impl Downstream {
 
     /// A browser with an interaction of the downstream's application.
     pub async fn visitor(&self) -> Browser {
-        let browser = Browser::on(&self.server.endpoint);
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", &self.client_id)
-            .append_pair("redirect_uri", APP_REDIRECT)
-            .append_pair("response_type", "code")
-            .append_pair("scope", "openid profile email")
-            .append_pair("state", "app-state")
-            .finish();
-        let started = browser.get(&format!("/oidc/auth?{query}")).await;
-        assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+        let browser = browser_on(&self.server.endpoint);
+        browser
+            .start(&self.client_id, "openid profile email", &[])
+            .await;
         browser
     }
 }
@@ -278,8 +192,7 @@ pub async fn identify_and_submit(
     event: &str,
 ) -> (u16, String) {
     browser
-        .json(
-            reqwest::Method::PUT,
+        .put(
             "/api/experience/interaction-event",
             json!({"interactionEvent": event}),
         )
@@ -306,7 +219,7 @@ pub async fn submit(browser: &Browser) -> String {
         .to_owned();
     let resumed = browser.get(&resume).await;
     let back = location(&resumed);
-    assert!(back.starts_with(APP_REDIRECT), "{}", resumed.body);
+    assert!(back.starts_with(REDIRECT), "{}", resumed.body);
     query_of(&back)["code"].clone()
 }
 
@@ -396,8 +309,7 @@ async fn a_first_social_sign_in_registers_and_the_next_signs_the_same_user_in() 
         .await
         .expect_error(404, "user.identity_not_exist");
     browser
-        .json(
-            reqwest::Method::PUT,
+        .put(
             "/api/experience/interaction-event",
             json!({"interactionEvent": "Register"}),
         )
@@ -720,7 +632,7 @@ pub async fn end_user_token(downstream: &Downstream, browser_code: &str) -> Stri
             &[
                 ("grant_type", "authorization_code"),
                 ("code", browser_code),
-                ("redirect_uri", APP_REDIRECT),
+                ("redirect_uri", REDIRECT),
             ],
         )
         .await;
@@ -788,8 +700,7 @@ async fn the_token_vault_keeps_refreshes_and_erases_the_upstream_tokens_sealed()
     let back = upstream.sign_in(&uri, "ada").await;
     verify(&browser, &verification_id, &back).await.expect(200);
     browser
-        .json(
-            reqwest::Method::PUT,
+        .put(
             "/api/experience/interaction-event",
             json!({"interactionEvent": "Register"}),
         )
@@ -1162,7 +1073,7 @@ async fn the_hosted_pages_continue_with_the_provider_and_come_back_signed_in() {
     let started = browser
         .form(
             &format!("/sign-in/social/{CONNECTOR}"),
-            &[("_csrf", &hidden(&page, "_csrf"))],
+            &[("_csrf", &csrf(&page))],
         )
         .await;
     assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
@@ -1171,11 +1082,7 @@ async fn the_hosted_pages_continue_with_the_provider_and_come_back_signed_in() {
     let landed = browser.get(&callback_path).await;
     assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
     let resumed = browser.get(&location(&landed)).await;
-    assert!(
-        location(&resumed).starts_with(APP_REDIRECT),
-        "{}",
-        resumed.body
-    );
+    assert!(location(&resumed).starts_with(REDIRECT), "{}", resumed.body);
     let user_id = downstream_user_of(&downstream, &upstream.user_id).await;
     assert!(!user_id.is_empty());
 

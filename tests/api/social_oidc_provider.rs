@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::browser::{location, query_of};
 use crate::sdk_e2e::{free_port, python, workspace};
 use crate::social_oidc::{
-    Browser, CONNECTOR, Downstream, authorization, downstream_user_of, dump, end_user_token,
-    identify_and_submit, location, query_of, verify,
+    CONNECTOR, Downstream, authorization, browser_on, downstream_user_of, dump, end_user_token,
+    identify_and_submit, verify,
 };
 use crate::support::Reply;
 
@@ -106,7 +107,7 @@ impl NodeProvider {
     /// Follows `authorization_uri` through the provider's sign-in (as `login`, which becomes
     /// the subject) and consent pages; answers the redirect back to the connector's callback.
     pub async fn sign_in(&self, authorization_uri: &str, login: &str) -> String {
-        let browser = Browser::on(&self.issuer);
+        let browser = browser_on(&self.issuer);
         let mut reply = browser.get(authorization_uri).await;
         for _ in 0..10 {
             if reply.status.is_redirection() {

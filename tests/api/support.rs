@@ -695,6 +695,16 @@ pub fn now_s() -> i64 {
         .unwrap_or(0)
 }
 
+/// The Management API's log entries of `user_id`, oldest first.
+pub async fn logs_of(server: &TestServer, user_id: &str) -> Vec<Value> {
+    let reply = server
+        .get(&format!("/api/logs?userId={user_id}&page_size=100"))
+        .await;
+    let mut logs = reply.expect(200).as_array().unwrap().clone();
+    logs.reverse();
+    logs
+}
+
 /// An event as the server itself reads it back: personal data unsealed with the test KEK.
 impl TestServer {
     pub async fn recorded_events(&self) -> Vec<domain::RecordedEvent> {
