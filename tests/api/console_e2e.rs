@@ -196,24 +196,7 @@ async fn an_operator_walks_every_console_page_in_a_browser() {
     let python = python();
     let server = TestServer::start().await;
     let port = free_port();
-    let app = server
-        .post(
-            "/api/applications",
-            json!({
-                "name": "Flask sample",
-                "type": "Traditional",
-                "oidcClientMetadata": {
-                    "redirectUris": [format!("http://localhost:{port}/callback")],
-                    "postLogoutRedirectUris": [format!("http://localhost:{port}/")],
-                },
-            }),
-        )
-        .await;
-    let app_id = app.expect(200)["id"].as_str().unwrap().to_owned();
-    let secrets = server
-        .get(&format!("/api/applications/{app_id}/secrets"))
-        .await;
-    let app_secret = secrets.expect(200)[0]["value"].as_str().unwrap().to_owned();
+    let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
     let admin = server
         .post(
             "/api/users",

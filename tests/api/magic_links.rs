@@ -988,24 +988,7 @@ async fn the_python_sdk_sample_follows_invitation_links_in_a_browser() {
     let python = python();
     let server = TestServer::start().await;
     let port = free_port();
-    let app = server
-        .post(
-            "/api/applications",
-            json!({
-                "name": "Flask sample",
-                "type": "Traditional",
-                "oidcClientMetadata": {
-                    "redirectUris": [format!("http://localhost:{port}/callback")],
-                    "postLogoutRedirectUris": [format!("http://localhost:{port}/")],
-                },
-            }),
-        )
-        .await;
-    let app_id = app.expect(200)["id"].as_str().unwrap().to_owned();
-    let secrets = server
-        .get(&format!("/api/applications/{app_id}/secrets"))
-        .await;
-    let app_secret = secrets.expect(200)[0]["value"].as_str().unwrap().to_owned();
+    let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
     server
         .patch("/api/sign-in-exp", json!({"signInMode": "SignIn"}))
         .await

@@ -47,11 +47,9 @@ pub(crate) fn free_port() -> u16 {
         .expect("a free port")
 }
 
-#[tokio::test]
-async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
-    let python = python();
-    let server = TestServer::start().await;
-    let port = free_port();
+/// The SDK's Flask sample as a Traditional application whose URIs are on `port`: its id and
+/// secret.
+pub(crate) async fn flask_sample(server: &TestServer, port: u16) -> (String, String) {
     let app = server
         .post(
             "/api/applications",
@@ -73,6 +71,15 @@ async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
         .as_str()
         .expect("the application's secret")
         .to_owned();
+    (app_id, app_secret)
+}
+
+#[tokio::test]
+async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
+    let python = python();
+    let server = TestServer::start().await;
+    let port = free_port();
+    let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
     let user = server
         .post(
             "/api/users",

@@ -310,24 +310,7 @@ async fn logtos_python_sdk_continues_with_the_provider_in_a_browser() {
         .expect(200);
     let port = free_port();
     let server = &downstream.server;
-    let app = server
-        .post(
-            "/api/applications",
-            json!({
-                "name": "Flask sample",
-                "type": "Traditional",
-                "oidcClientMetadata": {
-                    "redirectUris": [format!("http://localhost:{port}/callback")],
-                    "postLogoutRedirectUris": [format!("http://localhost:{port}/")],
-                },
-            }),
-        )
-        .await;
-    let app_id = app.expect(200)["id"].as_str().unwrap().to_owned();
-    let secrets = server
-        .get(&format!("/api/applications/{app_id}/secrets"))
-        .await;
-    let app_secret = secrets.expect(200)[0]["value"].as_str().unwrap().to_owned();
+    let (app_id, app_secret) = crate::sdk_e2e::flask_sample(server, port).await;
 
     let artifacts = workspace().join("test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
