@@ -91,15 +91,25 @@ impl Delivery {
         messages::by_id(&db, id).await.map_err(handler_error)
     }
 
-    async fn record(&self, id: &str, command: MessageCommand) -> Result<(), FollowError> {
-        self.store
+    /// Records an outcome; `false` when the recipient was erased meanwhile (the erasure
+    /// abandons what it finds queued): nothing more can be recorded about the message, and
+    /// there is nobody to write to.
+    async fn record(&self, id: &str, command: MessageCommand) -> Result<bool, FollowError> {
+        match self
+            .store
             .run(
                 Unit::new().then::<Message>(id, command),
                 &Metadata::system(now()),
             )
             .await
-            .map(|_| ())
-            .map_err(handler_error)
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::SubjectErased(_)) => {
+                tracing::info!(message_id = %id, "message ended: its recipient was erased");
+                Ok(false)
+            }
+            Err(error) => Err(handler_error(error)),
+        }
     }
 
     /// Waits until `until`; `Err` when the server is stopping, so the batch is not checkpointed.
@@ -144,7 +154,8 @@ impl Delivery {
                             at,
                         },
                     )
-                    .await;
+                    .await
+                    .map(|_| ());
             }
             if let Some(last) = row.last_attempt_at {
                 let retry_ms = i64::try_from(backoff(row.attempts).as_millis()).unwrap_or(i64::MAX);
@@ -167,7 +178,8 @@ impl Delivery {
                     tracing::info!(message_id = %message.id, "message sent");
                     return self
                         .record(&message.id, MessageCommand::RecordSent { at })
-                        .await;
+                        .await
+                        .map(|_| ());
                 }
                 Err(SendError {
                     transient: true,
@@ -176,17 +188,22 @@ impl Delivery {
                 }) => {
                     tracing::warn!(message_id = %message.id, attempt = row.attempts + 1,
                         "message not sent; will retry");
-                    self.record(
-                        &message.id,
-                        MessageCommand::RecordAttemptFailed { reason, at },
-                    )
-                    .await?;
+                    if !self
+                        .record(
+                            &message.id,
+                            MessageCommand::RecordAttemptFailed { reason, at },
+                        )
+                        .await?
+                    {
+                        return Ok(());
+                    }
                 }
                 Err(SendError { reason, .. }) => {
                     tracing::warn!(message_id = %message.id, "message refused; abandoned");
                     return self
                         .record(&message.id, MessageCommand::Abandon { reason, at })
-                        .await;
+                        .await
+                        .map(|_| ());
                 }
             }
         }

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (20, "0020_token_sets"),
     (22, "0022_custom_data_policy"),
     (26, "0026_hash_chain"),
+    (34, "0034_user_listing"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

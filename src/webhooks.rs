@@ -190,15 +190,24 @@ impl Delivery {
         }
     }
 
-    async fn record(&self, id: &str, command: HookDeliveryCommand) -> Result<(), FollowError> {
-        self.store
+    /// Records an outcome; `false` when the person the delivery is about was erased meanwhile:
+    /// nothing more can be recorded about them, so the delivery stops there.
+    async fn record(&self, id: &str, command: HookDeliveryCommand) -> Result<bool, FollowError> {
+        match self
+            .store
             .run(
                 Unit::new().then::<HookDelivery>(id, command),
                 &Metadata::system(now()),
             )
             .await
-            .map(|_| ())
-            .map_err(handler_error)
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::SubjectErased(_)) => {
+                tracing::info!(delivery = %id, "webhook delivery ended: its subject was erased");
+                Ok(false)
+            }
+            Err(error) => Err(handler_error(error)),
+        }
     }
 
     /// Delivers `made` (the hook event of `event`) to `hook`, retrying, until it is delivered
@@ -234,15 +243,15 @@ impl Delivery {
                 let at = domain::unix_ms(now());
                 if at.saturating_sub(row.first_attempt_at) >= millis(self.retry_period) {
                     tracing::warn!(delivery = %id, attempts = row.attempts, "webhook given up");
-                    return self
-                        .record(
-                            &id,
-                            HookDeliveryCommand::Abandon {
-                                reason: "retry period over".to_owned(),
-                                at,
-                            },
-                        )
-                        .await;
+                    self.record(
+                        &id,
+                        HookDeliveryCommand::Abandon {
+                            reason: "retry period over".to_owned(),
+                            at,
+                        },
+                    )
+                    .await?;
+                    return Ok(());
                 }
                 let next = row
                     .last_attempt_at
@@ -301,8 +310,12 @@ impl Delivery {
                 success,
                 at: domain::unix_ms(now()),
             };
-            self.record(&id, HookDeliveryCommand::RecordAttempt(attempt))
-                .await?;
+            if !self
+                .record(&id, HookDeliveryCommand::RecordAttempt(attempt))
+                .await?
+            {
+                return Ok(());
+            }
             if success {
                 tracing::info!(delivery = %id, "webhook delivered");
                 return Ok(());

@@ -44,10 +44,10 @@ pub trait Aggregate: Default + Send + Sync + 'static {
         None
     }
 
-    /// Whose data key the new `events` destroy (erasure by crypto-shredding), if anyone's. The
-    /// store destroys it in the events' transaction, after sealing them.
-    fn erased_subject(&self, _stream_id: &str, _events: &[Self::Event]) -> Option<String> {
-        None
+    /// Whose data keys the new `events` destroy (erasure by crypto-shredding). The store
+    /// destroys them in the events' transaction, after sealing them.
+    fn erased_subjects(&self, _stream_id: &str, _events: &[Self::Event]) -> Vec<String> {
+        Vec::new()
     }
 }
 

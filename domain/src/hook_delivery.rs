@@ -23,7 +23,8 @@ pub struct Attempt {
     pub position: i64,
     /// Whose personal data the request carries (fixed by the first attempt).
     pub subject: String,
-    /// `{body}` as sent.
+    /// `{body}` as sent. Personal: null once the subject's key is destroyed (erasure).
+    #[serde(default)]
     pub request: Value,
     /// `{statusCode, body}` when the endpoint answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +174,22 @@ mod tests {
             success,
             at: 1,
         }
+    }
+
+    /// Erasing the person a delivery was about destroys the key its request is sealed under.
+    #[test]
+    fn every_event_decodes_without_its_personal_fields() {
+        crate::spec::assert_decodes_without_personal_fields(&[
+            HookDeliveryEvent::Attempted(Attempt {
+                response: Some(json!({"statusCode": 500, "body": "ada"})),
+                error: Some("the endpoint answered 500".into()),
+                ..attempt(false)
+            }),
+            HookDeliveryEvent::Abandoned {
+                reason: "retry period over".into(),
+                at: 2,
+            },
+        ]);
     }
 
     #[test]

@@ -771,6 +771,43 @@ mod tests {
         }
     }
 
+    /// Erasing the person who signed in through an interaction destroys the interaction's key:
+    /// every event with a typed identifier must still decode.
+    #[test]
+    fn every_event_decodes_without_its_personal_fields() {
+        let typed = Some(Identifier {
+            kind: IdentifierType::Email,
+            value: "ada@example.com".into(),
+        });
+        crate::spec::assert_decodes_without_personal_fields(&[
+            started(),
+            InteractionEventRecord::Verified(Verified {
+                verification_id: "v1".into(),
+                kind: VerificationKind::EmailVerificationCode,
+                identifier: typed.clone(),
+                user_id: Some("u1".into()),
+                one_time_token_id: None,
+            }),
+            InteractionEventRecord::VerificationFailed(Failed {
+                kind: VerificationKind::Password,
+                identifier: typed,
+                user_id: Some("u1".into()),
+                reason: "session.invalid_credentials".into(),
+            }),
+            InteractionEventRecord::IdentifierLocked {
+                identifier: LockedIdentifier {
+                    kind: "email".into(),
+                    value: "ada@example.com".into(),
+                },
+                user_id: None,
+            },
+            InteractionEventRecord::MessageRateLimited {
+                recipient: "ada@example.com".into(),
+            },
+            identified(),
+        ]);
+    }
+
     #[test]
     fn identification_needs_a_verification_of_that_very_user() {
         Given::<Interaction>::with(())

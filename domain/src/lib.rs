@@ -28,6 +28,7 @@ pub mod upcast;
 pub mod user;
 pub mod user_transfer;
 pub mod verification_code;
+pub mod verification_record;
 
 #[cfg(test)]
 mod spec;
@@ -75,6 +76,8 @@ pub enum Rejection {
     TokenSet(#[from] token_set::TokenSetError),
     #[error(transparent)]
     SocialAuthorization(#[from] social_authorization::SocialAuthorizationError),
+    #[error(transparent)]
+    VerificationRecord(#[from] verification_record::VerificationRecordError),
     #[error(transparent)]
     Hook(#[from] hook::HookError),
     #[error(transparent)]

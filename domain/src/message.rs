@@ -292,6 +292,28 @@ mod tests {
         })
     }
 
+    /// Erasing the person an address belongs to destroys the address's key.
+    #[test]
+    fn every_event_decodes_without_its_personal_fields() {
+        crate::spec::assert_decodes_without_personal_fields(&[
+            queued(),
+            MessageEvent::AttemptFailed {
+                attempt: 1,
+                reason: "refused for ada@example.com".into(),
+                at: 2,
+            },
+            MessageEvent::Sent {
+                at: 3,
+                code_ref: None,
+            },
+            MessageEvent::Abandoned {
+                reason: "recipient erased".into(),
+                at: 4,
+                code_ref: None,
+            },
+        ]);
+    }
+
     #[test]
     fn sending_retires_the_code_and_a_second_report_changes_nothing() {
         let sent = MessageEvent::Sent {

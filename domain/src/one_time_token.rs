@@ -371,6 +371,20 @@ mod tests {
         }
     }
 
+    /// Erasing the person an address belongs to destroys the address's key.
+    #[test]
+    fn every_event_decodes_without_its_personal_fields() {
+        crate::spec::assert_decodes_without_personal_fields(&[
+            created_with(serde_json::json!({}), Some(device("192.0.2.1", "ua"))),
+            OneTimeTokenEvent::Consumed {},
+            OneTimeTokenEvent::Expired {},
+            OneTimeTokenEvent::Revoked {},
+            OneTimeTokenEvent::Deleted {
+                vault_ref: "v".into(),
+            },
+        ]);
+    }
+
     fn redeem(event: InteractionEvent, now: i64, from: Device) -> OneTimeTokenCommand {
         OneTimeTokenCommand::Redeem {
             email: "ada@example.com".into(),

@@ -250,6 +250,13 @@ impl Mfa {
     fn is_enabled(&self) -> bool {
         !self.factors.is_empty()
     }
+
+    /// Whether an organization's `isMfaRequired` binds its members. As in Logto, only under
+    /// `organizationRequiredMfaPolicy: "Mandatory"`: unset (Logto's default, so a tenant turns
+    /// the enforcement on knowingly) or `NoPrompt`, the flag is kept but asks nothing of members.
+    pub fn organizations_may_require(&self) -> bool {
+        self.organization_required_mfa_policy == Some(OrganizationRequiredMfaPolicy::Mandatory)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1166,6 +1173,19 @@ mod tests {
             },
             SignInExperienceError::NonAdaptiveMfaRequiresSkippablePolicy,
         );
+    }
+
+    #[test]
+    fn organizations_require_mfa_only_under_the_mandatory_organization_policy() {
+        let mut mfa = Mfa {
+            factors: vec![MfaFactor::Totp],
+            ..Mfa::default()
+        };
+        assert!(!mfa.organizations_may_require(), "unset is Logto's default");
+        mfa.organization_required_mfa_policy = Some(OrganizationRequiredMfaPolicy::NoPrompt);
+        assert!(!mfa.organizations_may_require());
+        mfa.organization_required_mfa_policy = Some(OrganizationRequiredMfaPolicy::Mandatory);
+        assert!(mfa.organizations_may_require());
     }
 
     #[test]

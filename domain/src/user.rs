@@ -101,6 +101,35 @@ pub struct NewPersonalAccessToken {
     pub expires_at: Option<i64>,
 }
 
+/// A person's data sealed under subjects other than their own stream, named by non-personal
+/// ids so the erasure can destroy those keys too and every read model that copied the data in
+/// the clear can forget it (deterministically: a refold sees the same ids).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Traces {
+    /// Interactions they signed in or registered through (what they typed there is sealed
+    /// under `interaction:<id>`).
+    pub interactions: Vec<String>,
+    /// Data subjects of their mail addresses, one key generation each (`email:<hash>[#n]`, a
+    /// keyed hash): mail and one-time tokens sent to the address are sealed under them.
+    pub addresses: Vec<String>,
+    /// One-time tokens sealed under those addresses.
+    pub one_time_tokens: Vec<String>,
+    /// Webhook deliveries about them (sealed under their own key; the read models keep the
+    /// request body in the clear).
+    pub hook_deliveries: Vec<String>,
+}
+
+impl Traces {
+    /// Every data key the erasure destroys besides the person's own.
+    pub fn subjects(&self) -> impl Iterator<Item = String> + '_ {
+        self.interactions
+            .iter()
+            .map(|id| crate::interaction::subject(id))
+            .chain(self.addresses.iter().cloned())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserCommand {
     Create(NewUser),
@@ -119,8 +148,9 @@ pub enum UserCommand {
     RehashPassword(Password),
     SetSuspended(bool),
     Delete,
-    /// Erasure (GDPR art. 17): the user is deleted if still live, and their data key destroyed.
-    Erase,
+    /// Erasure (GDPR art. 17): the user is deleted if still live, and their data key destroyed,
+    /// with the keys of the traces the edge found.
+    Erase(Traces),
     LinkIdentity {
         target: String,
         user_id: String,
@@ -199,9 +229,10 @@ pub enum UserEvent {
     #[serde(rename = "user.deleted")]
     Deleted {},
     /// The user's data key was destroyed with this event: every personal field of every event
-    /// sealed for them is unreadable from now on.
+    /// sealed for them is unreadable from now on. So are the traces it names, sealed under
+    /// subjects of their own (erasures recorded before traces existed decode to none).
     #[serde(rename = "user.erased")]
-    Erased {},
+    Erased(Traces),
     #[serde(rename = "user.identity_linked")]
     #[serde(rename_all = "camelCase")]
     IdentityLinked {
@@ -257,7 +288,7 @@ impl cqrs_es::DomainEvent for UserEvent {
             UserEvent::Suspended {} => "user.suspended",
             UserEvent::Reactivated {} => "user.reactivated",
             UserEvent::Deleted {} => "user.deleted",
-            UserEvent::Erased {} => "user.erased",
+            UserEvent::Erased(_) => "user.erased",
             UserEvent::IdentityLinked { .. } => "user.identity_linked",
             UserEvent::IdentityUnlinked { .. } => "user.identity_unlinked",
             UserEvent::RolesAssigned { .. } => "user.roles_assigned",
@@ -285,7 +316,7 @@ impl cqrs_es::DomainEvent for UserEvent {
             | UserEvent::Suspended {}
             | UserEvent::Reactivated {}
             | UserEvent::Deleted {}
-            | UserEvent::Erased {}
+            | UserEvent::Erased(_)
             | UserEvent::IdentityLinked { .. }
             | UserEvent::IdentityUnlinked { .. }
             | UserEvent::RolesAssigned { .. }
@@ -327,7 +358,7 @@ impl Event for UserEvent {
             UserEvent::Suspended {}
             | UserEvent::Reactivated {}
             | UserEvent::Deleted {}
-            | UserEvent::Erased {}
+            | UserEvent::Erased(_)
             | UserEvent::IdentityUnlinked { .. }
             | UserEvent::RolesAssigned { .. }
             | UserEvent::RoleRemoved { .. }
@@ -357,7 +388,7 @@ impl Event for UserEvent {
             | UserEvent::Suspended {}
             | UserEvent::Reactivated {}
             | UserEvent::Deleted {}
-            | UserEvent::Erased {}
+            | UserEvent::Erased(_)
             | UserEvent::IdentityLinked { .. }
             | UserEvent::IdentityUnlinked { .. }
             | UserEvent::RolesAssigned { .. }
@@ -457,7 +488,7 @@ impl Live {
             UserCommand::SetSuspended(suspend) if suspend == self.suspended => Vec::new(),
             UserCommand::SetSuspended(true) => vec![UserEvent::Suspended {}],
             UserCommand::SetSuspended(false) => vec![UserEvent::Reactivated {}],
-            UserCommand::Delete | UserCommand::Erase => {
+            UserCommand::Delete | UserCommand::Erase(_) => {
                 // Token values go with the user; nothing of them outlives it.
                 let mut events: Vec<UserEvent> = self
                     .tokens
@@ -475,8 +506,8 @@ impl Live {
                     }
                 }));
                 events.push(UserEvent::Deleted {});
-                if let UserCommand::Erase = command {
-                    events.push(UserEvent::Erased {});
+                if let UserCommand::Erase(traces) = command {
+                    events.push(UserEvent::Erased(traces));
                 }
                 events
             }
@@ -612,7 +643,7 @@ impl Live {
             | UserEvent::PasswordSet(_)
             | UserEvent::PasswordRehashed(_)
             | UserEvent::Deleted {}
-            | UserEvent::Erased {} => {}
+            | UserEvent::Erased(_) => {}
         }
     }
 }
@@ -627,7 +658,7 @@ impl Aggregate for User {
         match (self, command) {
             (User::New, UserCommand::Create(user)) => Ok(vec![UserEvent::Created(user)]),
             // A deleted user can still be erased (a request that came after the deletion).
-            (User::Deleted, UserCommand::Erase) => Ok(vec![UserEvent::Erased {}]),
+            (User::Deleted, UserCommand::Erase(traces)) => Ok(vec![UserEvent::Erased(traces)]),
             (User::New | User::Deleted | User::Erased, _) => Err(UserError::NotFound),
             (User::Live(live), command) => live.decide(command),
         }
@@ -642,7 +673,7 @@ impl Aggregate for User {
                 });
             }
             (this @ User::Live(_), UserEvent::Deleted {}) => *this = User::Deleted,
-            (this, UserEvent::Erased {}) => *this = User::Erased,
+            (this, UserEvent::Erased(_)) => *this = User::Erased,
             (User::Live(live), event) => live.apply(event),
             (User::New | User::Deleted | User::Erased, _) => {}
         }
@@ -652,19 +683,31 @@ impl Aggregate for User {
     /// user agent are the eraser's: they stay readable with it, not sealed under the key it
     /// destroys.
     fn data_subject(&self, stream_id: &str, events: &[UserEvent]) -> Option<String> {
-        if erases(events) {
+        if erasure(events).is_some() {
             return None;
         }
         Some(stream_id.to_owned())
     }
 
-    fn erased_subject(&self, stream_id: &str, events: &[UserEvent]) -> Option<String> {
-        erases(events).then(|| stream_id.to_owned())
+    /// The person's own key, and the keys of the traces the erasure names.
+    fn erased_subjects(&self, stream_id: &str, events: &[UserEvent]) -> Vec<String> {
+        match erasure(events) {
+            Some(traces) => std::iter::once(stream_id.to_owned())
+                .chain(traces.subjects())
+                .collect(),
+            None => Vec::new(),
+        }
     }
 }
 
-fn erases(events: &[UserEvent]) -> bool {
-    events.iter().any(|e| matches!(e, UserEvent::Erased {}))
+fn erasure(events: &[UserEvent]) -> Option<&Traces> {
+    events.iter().find_map(|e| {
+        if let UserEvent::Erased(traces) = e {
+            Some(traces)
+        } else {
+            None
+        }
+    })
 }
 
 #[cfg(test)]
@@ -674,23 +717,48 @@ mod tests {
 
     #[test]
     fn erasing_deletes_a_live_user_then_shreds_and_only_once() {
+        let traces = Traces {
+            interactions: vec!["i1".into()],
+            addresses: vec!["email:h#1".into()],
+            one_time_tokens: vec!["t1".into()],
+            hook_deliveries: vec!["h1:7".into()],
+        };
         Given::<User>::with(())
             .given(vec![created()])
-            .when(UserCommand::Erase)
-            .then_expect_events(vec![UserEvent::Deleted {}, UserEvent::Erased {}]);
+            .when(UserCommand::Erase(traces.clone()))
+            .then_expect_events(vec![
+                UserEvent::Deleted {},
+                UserEvent::Erased(traces.clone()),
+            ]);
         Given::<User>::with(())
             .given(vec![created(), UserEvent::Deleted {}])
-            .when(UserCommand::Erase)
-            .then_expect_events(vec![UserEvent::Erased {}]);
+            .when(UserCommand::Erase(Traces::default()))
+            .then_expect_events(vec![UserEvent::Erased(Traces::default())]);
         Given::<User>::with(())
-            .given(vec![created(), UserEvent::Deleted {}, UserEvent::Erased {}])
-            .when(UserCommand::Erase)
+            .given(vec![
+                created(),
+                UserEvent::Deleted {},
+                UserEvent::Erased(Traces::default()),
+            ])
+            .when(UserCommand::Erase(Traces::default()))
             .then_expect_error(UserError::NotFound);
         let user = User::Live(Live::default());
-        let events = [UserEvent::Deleted {}, UserEvent::Erased {}];
+        let events = [UserEvent::Deleted {}, UserEvent::Erased(traces)];
         assert_eq!(user.data_subject("u1", &events), None);
-        assert_eq!(user.erased_subject("u1", &events), Some("u1".to_owned()));
-        assert_eq!(user.erased_subject("u1", &events[..1]), None);
+        // The person's key, the interaction's and the address's; the token and the delivery
+        // are sealed under the address's and the person's.
+        assert_eq!(
+            user.erased_subjects("u1", &events),
+            vec!["u1", "interaction:i1", "email:h#1"]
+        );
+        assert!(user.erased_subjects("u1", &events[..1]).is_empty());
+    }
+
+    /// An erasure recorded before it named traces still decodes, to none.
+    #[test]
+    fn an_erasure_without_traces_decodes_to_none() {
+        let decoded: UserEvent = crate::decode("user.erased", &serde_json::json!({})).unwrap();
+        assert_eq!(decoded, UserEvent::Erased(Traces::default()));
     }
 
     /// After erasure the personal fields are missing from every stored payload: each event
@@ -723,20 +791,7 @@ mod tests {
                 details: Some(serde_json::json!({"email": "a@b.c"})),
             },
         ];
-        for event in events {
-            let encoded = crate::encode(&event).unwrap();
-            let mut payload = encoded.payload.clone();
-            if let Value::Object(object) = &mut payload {
-                for field in encoded.personal_fields {
-                    object.remove(*field);
-                }
-            }
-            let decoded: UserEvent = crate::decode(&encoded.event_type, &payload).unwrap();
-            assert_eq!(
-                cqrs_es::DomainEvent::event_type(&decoded),
-                encoded.event_type
-            );
-        }
+        crate::spec::assert_decodes_without_personal_fields(&events);
     }
 
     fn created() -> UserEvent {

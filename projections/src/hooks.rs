@@ -10,6 +10,7 @@ use domain::RecordedEvent;
 use domain::hook::HookEvent;
 use domain::hook_delivery::HookDeliveryEvent;
 use domain::patch::Patch;
+use domain::user::UserEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -233,8 +234,33 @@ impl Projection for Hooks {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         fold_streams(&HookFold, db, events).await?;
-        fold_streams(&DeliveryFold, db, events).await
+        fold_streams(&DeliveryFold, db, events).await?;
+        forget_erased(db, events).await
     }
+}
+
+/// An erasure names the deliveries about the person (`Traces::hook_deliveries`): their
+/// request body goes, as a refold, unable to open it, never had it. Their attempts all precede
+/// the erasure (nothing can be recorded under a destroyed key), so the two agree.
+async fn forget_erased(
+    db: &Transaction<'_>,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let erasures = events
+        .iter()
+        .filter(|e| e.stream_type == "user" && e.event_type == "user.erased");
+    for event in erasures {
+        if let UserEvent::Erased(traces) = domain::decode(&event.event_type, &event.payload)?
+            && !traces.hook_deliveries.is_empty()
+        {
+            db.execute(
+                "UPDATE hook_deliveries SET body = 'null' WHERE id = ANY($1)",
+                &[&traces.hook_deliveries],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn by_id(db: &impl GenericClient, id: &str) -> Result<Option<HookRow>, ProjectionError> {

@@ -198,6 +198,26 @@ impl Projection for Interactions {
     }
 }
 
+/// The interactions `user_id` was identified in, plus those the activity log ties to them (a
+/// failed verification names the account without identifying it). What they typed there is
+/// sealed under each interaction's subject, which erasing them destroys.
+pub async fn ids_of_user(
+    db: &impl GenericClient,
+    user_id: &str,
+) -> Result<Vec<String>, ProjectionError> {
+    let rows = db
+        .query(
+            "SELECT id FROM interactions WHERE user_id = $1 \
+             UNION SELECT payload->>'interactionId' FROM logs \
+             WHERE user_id = $1 AND payload ? 'interactionId' ORDER BY 1",
+            &[&user_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(ProjectionError::from))
+        .collect()
+}
+
 pub async fn by_id(
     db: &impl GenericClient,
     id: &str,

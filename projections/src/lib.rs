@@ -49,6 +49,16 @@ pub trait Projection: Send + Sync {
     /// The tables this projection alone writes; `replay` truncates and compares them.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Indexes on those tables that no fold reads through (only the API's queries do), by
+    /// name; the index of a primary key or unique constraint stands for the constraint. A full
+    /// `replay rebuild` drops them before refolding and builds each once at the end, in the
+    /// same transaction: one bulk sort instead of a B-tree insert per row. Every name must
+    /// exist (the rebuild refuses to run otherwise), so a migration renaming one cannot
+    /// silently undo this.
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Folds `events` (in position order) into the tables. Called with the events of one command
     /// inside its append transaction, and with large chunks of the log by `replay`: the result
     /// must not depend on how the log is chunked.

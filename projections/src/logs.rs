@@ -173,7 +173,7 @@ fn user_change(event: UserEvent) -> (&'static str, Map<String, Value>) {
         UserEvent::Suspended {} => ("Suspend", Map::new()),
         UserEvent::Reactivated {} => ("Reactivate", Map::new()),
         UserEvent::Deleted {} => ("Delete", Map::new()),
-        UserEvent::Erased {} => ("Erase", Map::new()),
+        UserEvent::Erased(_) => ("Erase", Map::new()),
         UserEvent::IdentityLinked { target, .. } => (
             "LinkIdentity",
             Map::from_iter([("target".to_owned(), json!(target))]),
@@ -573,6 +573,17 @@ impl Projection for Logs {
         &["logs"]
     }
 
+    /// The list orders of `/api/logs` and the webhook statistics. `logs_user` stays: erasing a
+    /// user rewrites their entries by `user_id` during the fold.
+    fn deferred_indexes(&self) -> &'static [&'static str] {
+        &[
+            "logs_created_at",
+            "logs_application",
+            "logs_key",
+            "logs_hook",
+        ]
+    }
+
     async fn apply(
         &self,
         db: &Transaction<'_>,
@@ -588,12 +599,19 @@ impl Projection for Logs {
                 "grant" => rows.extend(grants.entry(db, event).await?),
                 _ => rows.extend(entry(event)?),
             }
-            if event.stream_type == "user" && event.event_type == "user.erased" {
-                erased.push(event.stream_id.as_str());
+            if event.stream_type == "user"
+                && event.event_type == "user.erased"
+                && let UserEvent::Erased(traces) =
+                    domain::decode::<UserEvent>(&event.event_type, &event.payload)?
+            {
+                erased.push((event.stream_id.as_str(), traces));
             }
         }
         LOGS.insert(db, &rows).await?;
-        forget(db, &erased).await
+        for (user_id, traces) in &erased {
+            forget(db, user_id, traces).await?;
+        }
+        Ok(())
     }
 }
 
@@ -611,19 +629,48 @@ const KEPT_AFTER_ERASURE: &[&str] = &[
     "requestId",
 ];
 
-async fn forget(db: &Transaction<'_>, users: &[&str]) -> Result<(), ProjectionError> {
-    if users.is_empty() {
-        return Ok(());
-    }
+/// What entries about an erased person's traces lose (`domain::user::Traces`): their IP and
+/// user agent, and whether a link was bound to a device, all sealed under the destroyed keys.
+/// The traces' events all precede the erasure in the log, so a refold blanks them the same way.
+const SEALED_IN_TRACES: &[&str] = &["ip", "userAgent", "deviceBound"];
+
+/// What a webhook delivery's entries lose: the request and the response (the person's user
+/// object, whatever the receiver echoed), as a refold decodes them without their sealed fields.
+const SEALED_IN_DELIVERIES: &[&str] = &["response", "error"];
+
+async fn forget(
+    db: &Transaction<'_>,
+    user_id: &str,
+    traces: &domain::user::Traces,
+) -> Result<(), ProjectionError> {
     let kept: Vec<&str> = KEPT_AFTER_ERASURE.to_vec();
     db.execute(
         "UPDATE logs SET payload = ( \
            SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(payload) AS e(k, v) \
            WHERE k = ANY($2)) \
-         WHERE user_id = ANY($1)",
-        &[&users, &kept],
+         WHERE user_id = $1",
+        &[&user_id, &kept],
     )
     .await?;
+    if !traces.interactions.is_empty() || !traces.one_time_tokens.is_empty() {
+        let sealed: Vec<&str> = SEALED_IN_TRACES.to_vec();
+        db.execute(
+            "UPDATE logs SET payload = payload - $3::text[] \
+             WHERE payload->>'interactionId' = ANY($1) OR payload->>'oneTimeTokenId' = ANY($2)",
+            &[&traces.interactions, &traces.one_time_tokens, &sealed],
+        )
+        .await?;
+    }
+    if !traces.hook_deliveries.is_empty() {
+        let sealed: Vec<&str> = SEALED_IN_DELIVERIES.to_vec();
+        db.execute(
+            "UPDATE logs SET payload = (payload - $2::text[]) || '{\"hookRequest\": null}' \
+             WHERE key LIKE 'TriggerHook.%' \
+               AND (payload->>'hookId') || ':' || (payload->>'eventPosition') = ANY($1)",
+            &[&traces.hook_deliveries, &sealed],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -128,16 +128,26 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
         owners: &[String],
         rows: &[R],
     ) -> Result<(), ProjectionError> {
-        if !owners.is_empty() {
-            let sql = format!(
-                "DELETE FROM {table} WHERE {owner} = ANY($1)",
-                owner = self.owner,
-                table = self.table
-            );
-            let statement = db.prepare_cached(&sql).await?;
-            db.execute(&statement, &[&owners]).await?;
-        }
+        self.delete(db, owners).await?;
         self.insert(db, rows).await
+    }
+
+    /// Deletes every row owned by `owners`; how many there were.
+    pub async fn delete(
+        &self,
+        db: &Transaction<'_>,
+        owners: &[String],
+    ) -> Result<u64, ProjectionError> {
+        if owners.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "DELETE FROM {table} WHERE {owner} = ANY($1)",
+            owner = self.owner,
+            table = self.table
+        );
+        let statement = db.prepare_cached(&sql).await?;
+        Ok(db.execute(&statement, &[&owners]).await?)
     }
 
     /// Appends rows (for append-only tables such as logs).
@@ -241,16 +251,24 @@ fn copy_value(text: &mut String, column: &Type, value: Option<&Value>) -> bool {
 }
 
 /// COPY text format: backslash, tab, newline and carriage return are escaped; nothing else is.
+/// The runs between them are copied whole (they are ASCII, so no UTF-8 sequence holds one of
+/// their bytes): a replay writes every JSON payload through here.
 fn escape_into(text: &mut String, value: &str) {
-    for character in value.chars() {
-        match character {
-            '\\' => text.push_str("\\\\"),
-            '\t' => text.push_str("\\t"),
-            '\n' => text.push_str("\\n"),
-            '\r' => text.push_str("\\r"),
-            other => text.push(other),
-        }
+    let mut rest = value;
+    while let Some(at) = rest
+        .bytes()
+        .position(|byte| matches!(byte, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        text.push_str(&rest[..at]);
+        text.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            _ => "\\r",
+        });
+        rest = &rest[at + 1..];
     }
+    text.push_str(rest);
 }
 
 /// A projection keeping some state per stream of one aggregate type: it loads the state of the
@@ -366,7 +384,17 @@ impl Query {
 
     /// Appends a search condition, binding its values.
     pub fn search(&mut self, search: &crate::search::Search, columns: &[&str]) {
-        let (condition, values) = search.condition(columns, self.params.len() + 1);
+        self.indexed_search(search, columns, &crate::search::Indexes::NONE);
+    }
+
+    /// Appends a search condition shaped for the table's indexes, binding its values.
+    pub fn indexed_search(
+        &mut self,
+        search: &crate::search::Search,
+        columns: &[&str],
+        indexes: &crate::search::Indexes<'_>,
+    ) {
+        let (condition, values) = search.indexed_condition(columns, indexes, self.params.len() + 1);
         for value in values {
             self.params.push(Box::new(value));
         }
@@ -389,6 +417,13 @@ impl Query {
             .iter()
             .map(|row| Ok(serde_json::from_value(row.try_get::<_, Value>(0)?)?))
             .collect()
+    }
+
+    pub async fn rows(
+        &self,
+        db: &impl deadpool_postgres::GenericClient,
+    ) -> Result<Vec<tokio_postgres::Row>, ProjectionError> {
+        Ok(db.query(self.text.as_str(), &self.params()).await?)
     }
 
     pub async fn count(
@@ -421,4 +456,19 @@ pub fn own_stream<E: domain::Event>(
         event.stream_id.clone(),
         domain::decode(&event.event_type, &event.payload)?,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_into;
+
+    #[test]
+    fn copy_text_escapes_only_backslash_tab_newline_and_return() {
+        let mut text = String::from("kept\t");
+        escape_into(&mut text, "a\\b\tc\nd\re \"é\" ✓");
+        assert_eq!(text, "kept\ta\\\\b\\tc\\nd\\re \"é\" ✓");
+        let mut plain = String::new();
+        escape_into(&mut plain, "no escapes");
+        assert_eq!(plain, "no escapes");
+    }
 }

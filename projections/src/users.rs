@@ -144,7 +144,7 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
     }
     // Erasure deletes the user (if still live) and leaves nothing of them here: the row held
     // nothing but personal data and what hangs off it.
-    if let UserEvent::Deleted {} | UserEvent::Erased {} = decoded {
+    if let UserEvent::Deleted {} | UserEvent::Erased(_) = decoded {
         *state = State::default();
         return;
     }
@@ -159,7 +159,7 @@ fn fold_user(state: &mut State, event: &RecordedEvent, decoded: UserEvent) {
     match decoded {
         UserEvent::Created(_)
         | UserEvent::Deleted {}
-        | UserEvent::Erased {}
+        | UserEvent::Erased(_)
         | UserEvent::CustomDataChangeRefused { .. } => {}
         UserEvent::Updated(patch) => {
             set(&mut row.username, patch.username);
@@ -359,12 +359,42 @@ impl StreamFold for Users {
             tokens.extend(state.tokens);
             mfa.extend(state.mfa);
         }
-        USERS.store(db, streams, &users).await?;
+        // A batch holds far fewer than 2^63 users: the casts are exact.
+        let removed = USERS.delete(db, streams).await? as i64;
+        USERS.insert(db, &users).await?;
+        let change = users.len() as i64 - removed;
+        if change != 0 {
+            count_users(db, change).await?;
+        }
         ROLES.store(db, streams, &roles).await?;
         IDENTITIES.store(db, streams, &identities).await?;
         TOKENS.store(db, streams, &tokens).await?;
         MFA.store(db, streams, &mfa).await
     }
+}
+
+/// Keeps `user_count` equal to the number of rows of `users`, so listing every user needs no
+/// count of the table. The single row exists only while there are users: a refold that never
+/// saw a user and a live table whose users all left then hold the same (no) row. Appends are
+/// serialized by the log's head lock, so the row is updated by one batch at a time.
+async fn count_users(db: &Transaction<'_>, change: i64) -> Result<(), ProjectionError> {
+    let updated = db
+        .query_opt(
+            "UPDATE user_count SET users = users + $1 RETURNING users",
+            &[&change],
+        )
+        .await?;
+    match updated {
+        None => {
+            db.execute("INSERT INTO user_count (users) VALUES ($1)", &[&change])
+                .await?;
+        }
+        Some(row) if row.try_get::<_, i64>(0)? == 0 => {
+            db.execute("DELETE FROM user_count", &[]).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -376,6 +406,7 @@ impl Projection for Users {
     fn tables(&self) -> &'static [&'static str] {
         &[
             "users",
+            "user_count",
             "users_roles",
             "users_identities",
             "personal_access_tokens",
@@ -489,10 +520,26 @@ pub struct UserFilter {
 
 pub const SEARCH_COLUMNS: &[&str] = &["id", "primary_email", "primary_phone", "username", "name"];
 
+/// The user table's search indexes (migrations 0006 and 0034): a trigram index on every
+/// searchable column, and B-trees on the lowered email (its unique index) and username.
+const SEARCH_INDEXES: crate::search::Indexes<'static> = crate::search::Indexes {
+    trigram: true,
+    lowered: &["primary_email", "username"],
+};
+
+impl UserFilter {
+    fn is_empty(&self) -> bool {
+        self.search.is_empty()
+            && self.exclude_role_id.is_none()
+            && self.role_id.is_none()
+            && self.exclude_organization_id.is_none()
+    }
+}
+
 fn filtered(select: &str, filter: &UserFilter) -> crate::Query {
     let mut query = crate::Query::new(select);
     query.push(" WHERE ");
-    query.search(&filter.search, SEARCH_COLUMNS);
+    query.indexed_search(&filter.search, SEARCH_COLUMNS, &SEARCH_INDEXES);
     if let Some(role_id) = &filter.exclude_role_id {
         let p = query.bind(role_id.clone());
         query.push(&format!(
@@ -515,20 +562,53 @@ fn filtered(select: &str, filter: &UserFilter) -> crate::Query {
     query
 }
 
-/// Users matching `filter`, newest first, and how many match in all.
+/// Users matching `filter`, newest first, and how many match in all (exactly, as Logto counts).
 pub async fn list(
     db: &impl GenericClient,
     filter: &UserFilter,
     window: crate::Window,
 ) -> Result<(Vec<UserRow>, i64), ProjectionError> {
-    let mut rows = filtered("SELECT to_jsonb(u) FROM users u", filter);
-    let limit = rows.bind(window.limit);
-    let offset = rows.bind(window.offset);
-    rows.push(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
+    if filter.is_empty() {
+        // Every user: the page walks the creation-time index, the total is the projection's
+        // own count instead of a count of the whole table.
+        let mut rows = crate::Query::new("SELECT to_jsonb(u) FROM users u");
+        let limit = rows.bind(window.limit);
+        let offset = rows.bind(window.offset);
+        rows.push(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
+        ));
+        let total = crate::Query::new("SELECT coalesce((SELECT users FROM user_count), 0)");
+        return Ok((rows.documents(db).await?, total.count(db).await?));
+    }
+    // One pass over the matches gives the page and the total. Counting needs every match
+    // anyway, so the planner takes them from the search's indexes and sorts the page out of
+    // them; asked for the page alone, it would walk the creation-time index filtering rows,
+    // which reads the whole table when matches are rare (it cannot foresee that from a
+    // pattern).
+    let mut page = filtered(
+        "SELECT to_jsonb(u), p.total FROM (SELECT u.id, u.created_at, count(*) OVER () AS total \
+         FROM users u",
+        filter,
+    );
+    let limit = page.bind(window.limit);
+    let offset = page.bind(window.offset);
+    page.push(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}) p \
+         JOIN users u ON u.id = p.id ORDER BY p.created_at DESC, p.id DESC"
     ));
-    let count = filtered("SELECT count(*) FROM users u", filter);
-    Ok((rows.documents(db).await?, count.count(db).await?))
+    let mut rows = Vec::new();
+    let mut total = 0;
+    for row in page.rows(db).await? {
+        rows.push(serde_json::from_value(row.try_get::<_, Value>(0)?)?);
+        total = row.try_get(1)?;
+    }
+    if rows.is_empty() && window.offset > 0 {
+        // A page past the last match carries no total.
+        total = filtered("SELECT count(*) FROM users u", filter)
+            .count(db)
+            .await?;
+    }
+    Ok((rows, total))
 }
 
 pub async fn role_ids(

@@ -103,6 +103,10 @@ impl From<deadpool_postgres::PoolError> for ReplayError {
     }
 }
 
+/// See replay/Cargo.toml: the refold's allocation pattern is costly under glibc malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, patch};
 use domain::Actor;
 use domain::user::{User, UserCommand, UserEvent};
+use projections::grants::TokenRow;
 use projections::users::UserRow;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -35,7 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/my-account/custom-data", patch(merge_custom_data))
 }
 
-fn unauthorized() -> ApiError {
+pub(crate) fn unauthorized() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         "auth.unauthorized",
@@ -49,6 +50,16 @@ pub(crate) async fn account_holder(
     context: &RequestContext,
     headers: &HeaderMap,
 ) -> Result<UserRow, ApiError> {
+    Ok(account_token(state, context, headers).await?.1)
+}
+
+/// The live opaque access token the request bears (its scopes decide what it may change), with
+/// its user.
+pub(crate) async fn account_token(
+    state: &AppState,
+    context: &RequestContext,
+    headers: &HeaderMap,
+) -> Result<(TokenRow, UserRow), ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| {
@@ -74,7 +85,6 @@ pub(crate) async fn account_holder(
     let db = state.store.pool().get().await?;
     live_access_token(state, &db, token, context.now_ms())
         .await?
-        .map(|(_, user)| user)
         .ok_or_else(unauthorized)
 }
 

@@ -4,24 +4,32 @@
 //! stored refresh token when it has expired. The refresh is recorded like any change of the
 //! set (`token_set.refreshed`), the tokens sealed anew.
 //!
-//! `DELETE /api/my-account/identities/:target` unlinks it, refusing (as Logto's Account API
+//! `POST /api/my-account/identities` links the upstream identity a verified social
+//! verification record proves (`newIdentifierVerificationRecordId`, spent by the link), and
+//! `DELETE /api/my-account/identities/:target` unlinks one, refusing (as Logto's Account API
 //! does, and unlike its Management API) when the person would be left with no way to sign in.
+//! Both are sensitive changes: they need the `identities` scope and a `logto-verification-id`
+//! header naming the caller's live identity record (`http/verifications.rs`).
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use domain::Actor;
 use domain::sign_in_experience::{SignInExperience, SignInIdentifier};
+use domain::user::{User, UserCommand};
+use domain::verification_record::{VerificationRecord, VerificationRecordCommand};
+use projections::grants::TokenRow;
 use projections::token_sets::{self, TokenSetRow};
 use projections::users::UserRow;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::connectors::{social, token_vault};
-use crate::http::account::account_holder;
+use crate::http::account::{account_holder, account_token, unauthorized};
 use crate::http::error::ApiError;
-use crate::http::extract::RequestContext;
+use crate::http::extract::{Json, RequestContext};
+use crate::http::verifications::{prove_identity, proven_identity};
 use crate::store::Unit;
 
 /// A token this close to its expiry is refreshed rather than handed out.
@@ -33,6 +41,7 @@ pub fn router() -> Router<AppState> {
             "/api/my-account/identities/{target}/access-token",
             get(access_token),
         )
+        .route("/api/my-account/identities", post(link))
         .route("/api/my-account/identities/{target}", delete(unlink))
 }
 
@@ -152,13 +161,94 @@ fn keeps_a_way_in(user: &UserRow, config: &SignInExperience, removed: &str) -> b
         })
 }
 
+/// Whether the access token was granted Logto's `identities` scope.
+fn has_identities_scope(token: &TokenRow) -> bool {
+    token
+        .scopes
+        .as_array()
+        .is_some_and(|scopes| scopes.iter().any(|scope| scope == "identities"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinkBody {
+    new_identifier_verification_record_id: String,
+}
+
+/// `POST /api/my-account/identities`: links what the social record proves, in one unit with
+/// the record's consumption, so a record links once however many requests race with it. An
+/// identity someone else holds is refused by the read model's unique key, inside the same
+/// unit.
+async fn link(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    Json(body): Json<LinkBody>,
+) -> Result<StatusCode, ApiError> {
+    let (token, user) = account_token(&state, &context, &headers).await?;
+    prove_identity(&state, &context, &headers, &user.id, "identity_link").await?;
+    if !has_identities_scope(&token) {
+        return Err(unauthorized());
+    }
+    let record_id = body.new_identifier_verification_record_id;
+    let proven = proven_identity(&state, &record_id).await?;
+    if user.identities.get(&proven.target).is_some() {
+        return Err(crate::http::experience::flow::identity_in_use());
+    }
+    let connector = social::connector(&state.store, &proven.connector_id)
+        .await?
+        .ok_or_else(crate::http::experience::flow::invalid_connector)?;
+    let mut unit = Unit::new()
+        .then::<VerificationRecord>(
+            record_id,
+            VerificationRecordCommand::Consume {
+                user_id: user.id.clone(),
+                now: context.now_ms(),
+            },
+        )
+        .then::<User>(
+            user.id.clone(),
+            UserCommand::LinkIdentity {
+                target: proven.target.clone(),
+                user_id: proven.user.id.clone(),
+                details: Some(proven.user.details()),
+            },
+        );
+    if connector.row.enable_token_storage {
+        unit = token_vault::store(
+            unit,
+            &user.id,
+            &proven.target,
+            &connector.row.id,
+            &proven.tokens,
+        )
+        .map_err(|error| {
+            tracing::error!(%error, "linked identity's token set not sealed");
+            ApiError::internal()
+        })?;
+    }
+    state
+        .store
+        .run(unit, &context.metadata(Actor::User(user.id.clone())))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn unlink(
     State(state): State<AppState>,
     context: RequestContext,
     headers: HeaderMap,
     Path(target): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = account_holder(&state, &context, &headers).await?;
+    let (token, user) = account_token(&state, &context, &headers).await?;
+    prove_identity(&state, &context, &headers, &user.id, "identity_unlink").await?;
+    // Logto answers this route's missing scope with 400, the default of its assertion.
+    if !has_identities_scope(&token) {
+        return Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            ..unauthorized()
+        });
+    }
     if user.identities.get(&target).is_none() {
         return Err(crate::http::experience::flow::identity_not_exist());
     }

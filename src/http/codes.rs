@@ -135,7 +135,8 @@ pub async fn send(
                 context: send.context,
                 code_ref: Some(code_ref.clone()),
                 expires_at: Some(expires_at),
-                subject: crate::http::management::one_time_tokens::email_subject(state, send.email),
+                subject: crate::http::management::one_time_tokens::email_subject(state, send.email)
+                    .await?,
             }),
         )
         .seal(code_ref, code.into_bytes());

@@ -405,6 +405,7 @@ impl From<Rejection> for ApiError {
             }
             Rejection::TokenSet(error) => token_set(error),
             Rejection::SocialAuthorization(error) => social_authorization(error),
+            Rejection::VerificationRecord(error) => verification_record(error),
         }
     }
 }
@@ -785,6 +786,32 @@ fn token_set(error: domain::token_set::TokenSetError) -> ApiError {
             "request.concurrent_modification",
             error.to_string(),
         ),
+    }
+}
+
+/// Account API verification records (logto-compat §1's `/api/verifications/*`): Logto's
+/// `verification_record.not_found` (400, its default status) for a record that is unknown,
+/// someone else's, expired, unverified or spent, and `verification_record.permission_denied`
+/// (401) for a `logto-verification-id` that proves nothing.
+fn verification_record(error: domain::verification_record::VerificationRecordError) -> ApiError {
+    use domain::verification_record::VerificationRecordError as E;
+    let message = error.to_string();
+    match error {
+        E::NotFound => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "verification_record.not_found",
+            message,
+        ),
+        E::PermissionDenied => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "verification_record.permission_denied",
+            message,
+        ),
+        // Records are named with fresh random ids: a clash is the server's fault.
+        E::AlreadyExists => {
+            tracing::error!(%error, "verification record id reused");
+            ApiError::internal()
+        }
     }
 }
 

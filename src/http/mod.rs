@@ -7,6 +7,7 @@ pub mod auth;
 pub mod codes;
 mod console;
 mod docs;
+mod end_user_api;
 pub mod error;
 pub mod experience;
 pub mod extract;
@@ -14,6 +15,7 @@ pub mod listener;
 pub mod management;
 pub mod oidc;
 pub mod pages;
+mod verifications;
 
 use std::any::Any;
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     let (management, mut openapi) = management::router(state.clone());
     // The document covers the routes outside the Management API's router too.
     openapi.merge(<Health as utoipa::OpenApi>::openapi());
+    openapi.merge(end_user_api::openapi());
     // Both documents are built once: the routes cannot change while the server runs.
     let openapi = serde_json::to_value(&openapi).unwrap_or_default();
     let page = axum::response::Html(docs::render(&openapi));
@@ -56,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(experience::router())
         .merge(account::router())
         .merge(account_identities::router())
+        .merge(verifications::router())
         .merge(oidc::router())
         .merge(pages::routes())
         .merge(console::routes())

@@ -23,7 +23,7 @@ use crate::crypto::{CryptoError, Keyring};
 use append::{Appender, Prepared, PreparedEvent};
 use read::{Keys, Raw, SELECT_EVENTS};
 
-pub use refold::{Snapshot, Stretch, catch_up, export_snapshot, refold};
+pub use refold::{Rebuilt, Snapshot, Stretch, catch_up, export_snapshot, rebuild, refold};
 
 /// How often a unit is retried when another writer appended to one of its streams first.
 const MAX_ATTEMPTS: u32 = 8;
@@ -193,8 +193,8 @@ struct Decided {
     subject: Option<String>,
     events: Vec<domain::Encoded>,
     retired_vault_refs: Vec<String>,
-    /// The person whose data key these events destroy.
-    erased_subject: Option<String>,
+    /// The data keys these events destroy (an erasure).
+    erased_subjects: Vec<String>,
 }
 
 impl<A> Step for Typed<A>
@@ -236,7 +236,7 @@ where
             .decide(self.command.clone())
             .map_err(|error| StoreError::Rejected(error.into()))?;
         let subject = state.data_subject(&self.stream_id, &events);
-        let erased_subject = state.erased_subject(&self.stream_id, &events);
+        let erased_subjects = state.erased_subjects(&self.stream_id, &events);
         let retired_vault_refs = events
             .iter()
             .flat_map(domain::Event::retired_vault_refs)
@@ -248,7 +248,7 @@ where
                 .map(domain::encode)
                 .collect::<Result<_, _>>()?,
             retired_vault_refs,
-            erased_subject,
+            erased_subjects,
         })
     }
 }
@@ -522,10 +522,27 @@ impl EventStore {
         }
 
         let mut new_keys = Vec::new();
-        for (_, _, decision) in &decided {
-            if let (Some(subject), false) = (&decision.subject, decision.events.is_empty())
-                && let Some(wrapped) = data_key(&client, &self.keyring, &mut keys, subject).await?
-            {
+        for (index, _, decision) in &decided {
+            let Some(subject) = &decision.subject else {
+                continue;
+            };
+            if decision.events.is_empty() {
+                continue;
+            }
+            // A fresh stream that is its own data subject (a user just given a random id) has
+            // no key yet either: one is made without asking. Should it exist after all, the
+            // key's insert conflicts like a lost race and the retry reads it.
+            let fresh_subject = streams
+                .get(*index)
+                .is_some_and(|stream| unread(stream) && stream.1 == subject.as_str());
+            let wrapped = if fresh_subject && !keys.holds(subject) {
+                let (key, wrapped) = self.keyring.new_data_key(subject)?;
+                keys.insert(subject.clone(), key);
+                Some(wrapped)
+            } else {
+                data_key(&client, &self.keyring, &mut keys, subject).await?
+            };
+            if let Some(wrapped) = wrapped {
                 new_keys.push((subject.clone(), wrapped));
             }
         }
@@ -536,7 +553,7 @@ impl EventStore {
         let mut retired = Vec::new();
         let mut shredded = Vec::new();
         for (index, first_sequence, decision) in decided {
-            shredded.extend(decision.erased_subject.clone());
+            shredded.extend(decision.erased_subjects.iter().cloned());
             let (stream_type, stream_id) = streams.get(index).copied().unwrap_or(("", ""));
             retired.extend(decision.retired_vault_refs);
             let key = decision.subject.as_deref().and_then(|s| keys.key(s));
@@ -594,6 +611,41 @@ impl EventStore {
         }))
     }
 
+    /// The streams of `stream_type` with events sealed under any of `subjects`: what destroying
+    /// those keys makes unreadable (an erasure names them, so the read models can forget what
+    /// they copied in the clear).
+    pub async fn streams_sealed_for(
+        &self,
+        stream_type: &str,
+        subjects: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT DISTINCT stream_id FROM events \
+                 WHERE subject_id = ANY($1) AND stream_type = $2 ORDER BY stream_id",
+            )
+            .await?;
+        let rows = client.query(&statement, &[&subjects, &stream_type]).await?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The subject to seal under for `base`, a subject that outlives the people it concerns (a
+    /// mail address): its current key generation (see `generation`).
+    pub async fn current_generation(&self, base: &str) -> Result<String, StoreError> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT count(*) FROM data_keys WHERE wrapped_key IS NULL \
+                 AND (subject_id = $1 OR left(subject_id, length($1) + 1) = $1 || '#')",
+            )
+            .await?;
+        let destroyed: i64 = client.query_one(&statement, &[&base]).await?.try_get(0)?;
+        Ok(generation(base, destroyed))
+    }
+
     /// Reads a vault entry back (app secrets are shown again by the Management API).
     pub async fn open_vault(&self, vault_ref: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let client = self.pool.get().await?;
@@ -608,6 +660,16 @@ impl EventStore {
     }
 }
 
+/// Generation `destroyed` of `base`: `base` itself until its key is destroyed, then `base#1`,
+/// `base#2`, ... An erased key stays destroyed for good (what was sealed under it must stay
+/// unreadable), so whoever uses the address next needs a subject, and a key, of their own.
+fn generation(base: &str, destroyed: i64) -> String {
+    match destroyed {
+        0 => base.to_owned(),
+        n => format!("{base}#{n}"),
+    }
+}
+
 /// PostgreSQL keeps microseconds; the projections of the live append must see the same instant
 /// that replay will read back, or `replay check` would find millisecond drifts.
 fn at_storage_precision(metadata: &Metadata) -> Metadata {
@@ -618,4 +680,16 @@ fn at_storage_precision(metadata: &Metadata) -> Metadata {
         .replace_microsecond(micros)
         .unwrap_or(metadata.occurred_at);
     metadata
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_a_new_generation_per_destroyed_key() {
+        assert_eq!(generation("email:h", 0), "email:h");
+        assert_eq!(generation("email:h", 1), "email:h#1");
+        assert_eq!(generation("email:h", 2), "email:h#2");
+    }
 }

@@ -177,6 +177,110 @@ fn decode(
     }
 }
 
+/// What `rebuild` did.
+pub struct Rebuilt {
+    /// The log position the rebuilt projections now reflect.
+    pub head: i64,
+    pub folded: u64,
+    /// Of the whole rebuild, the time spent building the deferred indexes at the end.
+    pub indexing: std::time::Duration,
+}
+
+/// Memory for the sorts that build the deferred indexes, for this transaction only: large
+/// enough that a few million rows sort in memory.
+const INDEX_BUILD_MEMORY: &str = "256MB";
+
+/// `replay rebuild`: empties the tables of `projections` and refolds the whole log into them,
+/// on `tx`, which holds the head lock from the start (appends wait; no command commits half-way
+/// through) and must be committed by the caller. The indexes the projections defer are dropped
+/// first and built again after the refold, in the same transaction, so a failed rebuild rolls
+/// back to the old tables with all their indexes.
+pub async fn rebuild(
+    pool: &Pool,
+    tx: &Transaction<'_>,
+    keyring: &Arc<Keyring>,
+    projections: &[&dyn Projection],
+    progress: impl FnMut(i64) + Send,
+) -> Result<Rebuilt, StoreError> {
+    let head: i64 = tx
+        .query_one("SELECT position FROM event_head FOR UPDATE", &[])
+        .await?
+        .try_get(0)?;
+    // Taken under the head lock and before any write: the reader sees exactly the log up to
+    // `head`.
+    let snapshot = export_snapshot(tx).await?;
+    for projection in projections {
+        for table in projection.tables() {
+            // Table names come from the projection list, never from input.
+            tx.batch_execute(&format!("TRUNCATE {table}")).await?;
+        }
+    }
+    let deferred: Vec<&str> = projections
+        .iter()
+        .flat_map(|p| p.deferred_indexes().iter().copied())
+        .collect();
+    // Per index: its name, the statement dropping it and the one building it again, from
+    // PostgreSQL's own definitions; an index backing a primary key or unique constraint goes
+    // and comes back with its constraint.
+    let statements: Vec<(String, String, String)> = tx
+        .query(
+            "SELECT i.indexname, \
+               CASE WHEN c.conname IS NULL THEN format('DROP INDEX %I', i.indexname) \
+                 ELSE format('ALTER TABLE %I DROP CONSTRAINT %I', i.tablename, c.conname) END, \
+               CASE WHEN c.conname IS NULL THEN i.indexdef \
+                 ELSE format('ALTER TABLE %I ADD CONSTRAINT %I %s', \
+                             i.tablename, c.conname, pg_get_constraintdef(c.oid)) END \
+             FROM pg_indexes i \
+             LEFT JOIN pg_constraint c ON c.contype IN ('p', 'u', 'x') \
+               AND c.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass \
+             WHERE i.schemaname = current_schema() AND i.indexname = ANY($1)",
+            &[&deferred],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    if let Some(missing) = deferred
+        .iter()
+        .find(|name| !statements.iter().any(|(found, _, _)| found == *name))
+    {
+        return Err(StoreError::Internal(format!(
+            "a projection defers index {missing}, which does not exist"
+        )));
+    }
+    for (_, drop, _) in &statements {
+        tx.batch_execute(drop).await?;
+    }
+    let stretch = Stretch {
+        snapshot: &snapshot,
+        after: 0,
+        until: head,
+    };
+    let folded = refold(pool, tx, keyring, projections, stretch, progress).await?;
+    let indexing = std::time::Instant::now();
+    tx.batch_execute(&format!(
+        "SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'"
+    ))
+    .await?;
+    for (_, _, create) in &statements {
+        tx.batch_execute(create).await?;
+    }
+    let indexing = indexing.elapsed();
+    for projection in projections {
+        tx.execute(
+            "INSERT INTO projection_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position",
+            &[&projection.name(), &head],
+        )
+        .await?;
+    }
+    Ok(Rebuilt {
+        head,
+        folded,
+        indexing,
+    })
+}
+
 /// Brings every projection up to the head of the log before the server takes requests: a
 /// projection added by an upgrade has no checkpoint yet and folds the whole history once.
 ///

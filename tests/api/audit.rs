@@ -1,8 +1,14 @@
 //! Tamper evidence (the hash chain, signed checkpoints, `replay verify`) and erasure by
 //! crypto-shredding (`POST /api/users/:id/erase`), on the real log written by the server.
 
+use std::time::Duration;
+
 use serde_json::json;
 
+use crate::browser::Browser;
+use crate::connectors::{create_email_connector, templates};
+use crate::email_codes::other_code;
+use crate::smtp_server::{Options, SmtpServer, code_in};
 use crate::support::*;
 
 /// `replay verify`'s standard output and exit code.
@@ -282,11 +288,91 @@ fn replay_out(server: &TestServer, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A webhook receiver that answers every request with its body: the response the log keeps
+/// then holds the person's data too.
+async fn echoing_receiver() -> String {
+    let app =
+        axum::Router::new().route("/hook", axum::routing::post(|body: String| async { body }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// Person `i` leaves traces beyond the users table: a one-time token (magic link) for their
+/// email, and a sign-in through the Experience API with a wrong password then the right one and
+/// a mailed code entered wrong then right (interaction, lockout counter, message, session,
+/// grant, a `PostSignIn` webhook).
+async fn live_a_signed_in_life(server: &TestServer, mail: &SmtpServer, i: usize) {
+    let email = format!("person{i}.secret@example.com");
+    crate::one_time_tokens::create(server, json!({"email": email})).await;
+    let app = crate::experience::app(server, "Traditional").await;
+    let browser = Browser::new(server);
+    browser.start(&app, "openid email profile", &[]).await;
+    let username = format!("person{i}");
+    browser
+        .verify_password(&username, "Not-Their-Password-1")
+        .await
+        .expect_error(422, "session.invalid_credentials");
+    browser
+        .verify_password(&username, "Their-Password-1")
+        .await
+        .expect(200);
+    let verification_id = browser.send_code_to(&email, "SignIn").await;
+    let received = mail.wait_for(i + 1, Duration::from_secs(30)).await;
+    let code = code_in(&received[i]);
+    browser
+        .verify_code_to(&email, &verification_id, other_code(&code))
+        .await
+        .expect_error(400, "verification_code.code_mismatch");
+    browser
+        .verify_code_to(&email, &verification_id, &code)
+        .await
+        .expect(200);
+    browser.identify(&verification_id).await;
+    browser.submit_and_resume(server).await;
+}
+
 #[tokio::test]
 async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_chain() {
     let server = TestServer::start().await;
+    let receiver = echoing_receiver().await;
+    let hook = server
+        .post(
+            "/api/hooks",
+            json!({"name": "Audit", "config": {"url": receiver},
+                   "events": ["User.Created", "User.Data.Updated", "User.Deleted", "PostSignIn"]}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mail = SmtpServer::start(Options::default());
+    create_email_connector(&server, mail.config(templates("text/plain"))).await;
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({"signIn": {"methods": [
+                {"identifier": "email", "password": false, "verificationCode": true,
+                 "isPasswordPrimary": false},
+                {"identifier": "username", "password": true, "verificationCode": false,
+                 "isPasswordPrimary": true}]}}),
+        )
+        .await
+        .expect(200);
     let ids = create_people(&server, 2).await;
     let (erased, kept) = (&ids[0], &ids[1]);
+    for (i, id) in ids.iter().enumerate() {
+        server
+            .patch(
+                &format!("/api/users/{id}/password"),
+                json!({"password": "Their-Password-1"}),
+            )
+            .await
+            .expect(200);
+        live_a_signed_in_life(&server, &mail, i).await;
+    }
     server
         .patch(
             &format!("/api/users/{erased}"),
@@ -308,6 +394,14 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
         .filter(|e| &e.stream_id == erased)
         .map(|e| e.event_type)
         .collect();
+
+    crate::hooks::follower_caught_up(&server).await;
+    let delivered = server.get(&format!("/api/hooks/{hook}/recent-logs")).await;
+    assert!(
+        leaks(&delivered.body.to_string(), &personal_values(0)).len() >= 2,
+        "the webhook deliveries carried the person's data: {}",
+        delivered.body
+    );
 
     let reply = server
         .post(&format!("/api/users/{erased}/erase"), json!({}))
@@ -338,6 +432,44 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
         .await
         .unwrap();
     assert!(key.get::<_, bool>(0) && key.get::<_, bool>(1));
+    // So are the keys of the traces it names by id: the interaction they signed in through,
+    // their address (its one-time token and mail), and the webhook deliveries about them.
+    let traces = &erasure.payload;
+    for (what, at_least) in [
+        ("interactions", 1),
+        ("addresses", 1),
+        ("oneTimeTokens", 1),
+        ("hookDeliveries", 2),
+    ] {
+        let named = traces[what].as_array().map_or(0, Vec::len);
+        assert!(named >= at_least, "{what} in {traces}");
+    }
+    let subjects: Vec<String> = traces["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| format!("interaction:{}", id.as_str().unwrap()))
+        .chain(
+            traces["addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned()),
+        )
+        .collect();
+    let live: i64 = server
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM data_keys WHERE subject_id = ANY($1) AND wrapped_key IS NOT NULL",
+            &[&subjects],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 0, "{subjects:?}");
+    // The webhook follower is not stuck on the deletion it cannot record about an erased person.
+    crate::hooks::follower_caught_up(&server).await;
 
     // The user is gone from the API; erasing again or writing to them is refused.
     server
@@ -393,6 +525,17 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
         Vec::<&str>::new(),
         "history"
     );
+    let logs = server.get("/api/logs?page_size=100").await;
+    let logs = logs.expect(200).to_string();
+    assert!(logs.contains("Interaction."), "the log lists the sign-ins");
+    assert_eq!(leaks(&logs, &secrets), Vec::<&str>::new(), "logs");
+    let delivered = server.get(&format!("/api/hooks/{hook}/recent-logs")).await;
+    let delivered = delivered.expect(200).to_string();
+    assert_eq!(leaks(&delivered, &secrets), Vec::<&str>::new(), "hook logs");
+    assert!(
+        leaks(&delivered, &personal_values(1)).len() >= 2,
+        "the kept person's deliveries stay"
+    );
 
     // The folds cope with payloads that no longer open: a rebuild gives the same read models,
     // and no personal value comes back.
@@ -408,6 +551,22 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
 
     // Erasure destroyed a key, not a stored byte: the chain still verifies.
     assert_verifies(&server);
+
+    // The address is not burnt: whoever uses it next gets its next key generation.
+    let token =
+        crate::one_time_tokens::create(&server, json!({"email": "person0.secret@example.com"}))
+            .await;
+    let subject: String = server
+        .db()
+        .await
+        .query_one(
+            "SELECT subject_id FROM events WHERE stream_id = $1",
+            &[&token["id"].as_str().unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(subject.ends_with("#1"), "{subject}");
 }
 
 #[tokio::test]

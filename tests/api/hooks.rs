@@ -243,7 +243,7 @@ fn position(request: &Received) -> i64 {
 }
 
 /// Waits (up to a minute) until the webhook follower's checkpoint reaches the log's head.
-async fn follower_caught_up(server: &TestServer) {
+pub async fn follower_caught_up(server: &TestServer) {
     let db = server.db().await;
     let head: i64 = db
         .query_one("SELECT position FROM event_head", &[])

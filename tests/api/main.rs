@@ -7,6 +7,7 @@ mod support;
 // The browser the sign-in tests share (cookies, redirects answered, the common steps).
 mod browser;
 
+mod account_linking;
 mod applications;
 mod audit;
 mod bad_input;
@@ -22,6 +23,7 @@ mod limits;
 mod magic_links;
 mod management_auth;
 mod mfa;
+mod mfa_browser;
 mod oidc;
 mod oidc_flows;
 mod one_time_tokens;

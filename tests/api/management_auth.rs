@@ -403,3 +403,96 @@ async fn an_expired_secret_is_refused() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// No request can leave the Management API without an administrator: the bootstrap app cannot
+/// delete itself, withdraw its own access or delete its own last secret, and the access role and
+/// its `all` scope stay; the same changes on another app are allowed.
+#[tokio::test]
+async fn the_management_api_cannot_lock_itself_out() {
+    let server = TestServer::start().await;
+    let own = format!("/api/applications/{BOOTSTRAP_ID}");
+    let refused = [
+        (server.delete(&own).await, "application.cannot_delete_self"),
+        (
+            server.patch(&own, json!({"isAdmin": false})).await,
+            "application.cannot_withdraw_own_management_access",
+        ),
+        (
+            server
+                .delete(&format!("{own}/roles/management-api-access"))
+                .await,
+            "application.cannot_withdraw_own_management_access",
+        ),
+        (
+            server
+                .put(&format!("{own}/roles"), json!({"roleIds": []}))
+                .await,
+            "application.cannot_withdraw_own_management_access",
+        ),
+        (
+            server
+                .delete(&format!(
+                    "/api/roles/management-api-access/applications/{BOOTSTRAP_ID}"
+                ))
+                .await,
+            "application.cannot_withdraw_own_management_access",
+        ),
+        (
+            server.delete(&format!("{own}/secrets/Default%20secret")).await,
+            "application.cannot_delete_own_last_secret",
+        ),
+        (
+            server.delete("/api/roles/management-api-access").await,
+            "role.management_api_access_protected",
+        ),
+        (
+            server
+                .delete("/api/roles/management-api-access/scopes/management-api-all")
+                .await,
+            "role.management_api_access_protected",
+        ),
+    ];
+    for (reply, code) in &refused {
+        reply.expect_error(400, code);
+    }
+    let token = server
+        .token_request(Some((BOOTSTRAP_ID, BOOTSTRAP_SECRET)), FORM)
+        .await;
+    assert_eq!(token.expect(200)["scope"], "all");
+
+    // Another machine-to-machine app loses its access as asked.
+    let other = server
+        .post(
+            "/api/applications",
+            json!({"name": "other", "type": "MachineToMachine"}),
+        )
+        .await;
+    let other = other.expect(200)["id"].as_str().unwrap().to_owned();
+    server
+        .post(
+            &format!("/api/applications/{other}/roles"),
+            json!({"roleIds": ["management-api-access"]}),
+        )
+        .await
+        .expect(201);
+    server
+        .delete(&format!(
+            "/api/applications/{other}/roles/management-api-access"
+        ))
+        .await
+        .expect(204);
+    server
+        .delete(&format!("/api/applications/{other}"))
+        .await
+        .expect(204);
+
+    // With a second secret the first may go: rotating the bootstrap secret stays possible.
+    server
+        .post(&format!("{own}/secrets"), json!({"name": "next"}))
+        .await
+        .expect(201);
+    server
+        .delete(&format!("{own}/secrets/Default%20secret"))
+        .await
+        .expect(204);
+}

@@ -807,3 +807,143 @@ async fn a_social_sign_in_still_waits_for_the_totp() {
     assert!(!submit(&browser).await.is_empty());
     server.assert_replay_check();
 }
+
+/// A user `username` with the tests' password, member of `organization`.
+async fn member(server: &TestServer, username: &str, organization: &str) -> String {
+    let id = user(server, json!({"username": username, "password": PASSWORD})).await;
+    server
+        .post(
+            &format!("/api/organizations/{organization}/users"),
+            json!({"userIds": [id]}),
+        )
+        .await
+        .expect(201);
+    id
+}
+
+async fn organization(server: &TestServer, name: &str, is_mfa_required: bool) -> String {
+    let created = server
+        .post(
+            "/api/organizations",
+            json!({"name": name, "isMfaRequired": is_mfa_required}),
+        )
+        .await;
+    created.expect(201)["id"].as_str().unwrap().to_owned()
+}
+
+/// Logto's `isMfaRequiredByUserOrganizations`: an organization's `isMfaRequired` binds its
+/// members only under `organizationRequiredMfaPolicy: "Mandatory"`. Unset (Logto's default) a
+/// member without a factor is offered the enrolment and may skip it; under the policy they must
+/// enrol (skipping is refused) even where the sign-in experience never prompts, while members of
+/// organizations that require nothing sign in as before.
+#[tokio::test]
+async fn organizations_require_a_second_factor_only_under_the_mandatory_organization_policy() {
+    let server = TestServer::start().await;
+    let app = app(&server).await;
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({"mfa": {"factors": ["Totp"], "policy": "UserControlled"}}),
+        )
+        .await
+        .expect(200);
+    let strict = organization(&server, "Strict", true).await;
+    let relaxed = organization(&server, "Relaxed", false).await;
+    let ada = member(&server, "ada", &strict).await;
+    member(&server, "grace", &relaxed).await;
+    let shown = server.get("/api/sign-in-exp").await;
+    assert!(
+        shown.expect(200)["mfa"]
+            .get("organizationRequiredMfaPolicy")
+            .is_none(),
+        "unset by default: {}",
+        shown.body
+    );
+
+    // Unset: the organization's flag asks nothing more than the policy does.
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
+    let verification = browser.password("ada").await;
+    browser.identify(&verification).await;
+    let offered = browser.try_submit().await;
+    offered.expect_error(422, "user.missing_mfa");
+    assert_eq!(offered.body["data"]["skippable"], true, "{}", offered.body);
+    browser
+        .post("/api/experience/profile/mfa/mfa-skipped", json!({}))
+        .await
+        .expect(204);
+    browser.submit_and_resume(&server).await;
+
+    // Mandatory for organizations: the member must enrol, even where the policy never prompts.
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({"mfa": {"factors": ["Totp"], "policy": "NoPrompt",
+                           "organizationRequiredMfaPolicy": "Mandatory"}}),
+        )
+        .await
+        .expect(200);
+    let updated = server.events().await;
+    let updated = updated
+        .iter()
+        .rfind(|e| e.event_type == "sign_in_experience.updated")
+        .unwrap();
+    assert_eq!(
+        updated.payload["mfa"]["organizationRequiredMfaPolicy"], "Mandatory",
+        "{:?}",
+        updated.payload
+    );
+    assert_eq!(updated.actor_kind, "app");
+    assert!(updated.request_id.is_some());
+
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
+    let verification = browser.password("ada").await;
+    browser.identify(&verification).await;
+    let required = browser.try_submit().await;
+    required.expect_error(422, "user.missing_mfa");
+    assert_eq!(required.body["data"]["availableFactors"], json!(["Totp"]));
+    assert!(
+        required.body["data"].get("skippable").is_none(),
+        "{}",
+        required.body
+    );
+    browser
+        .post("/api/experience/profile/mfa/mfa-skipped", json!({}))
+        .await
+        .expect_error(422, "session.mfa.mfa_policy_not_user_controlled");
+    // Enrolling through the Experience API lets the sign-in finish, with the factor kept.
+    let secret = browser
+        .post("/api/experience/verification/totp/secret", json!({}))
+        .await;
+    let secret = secret.expect(200).clone();
+    let totp_secret = secret["secret"].as_str().unwrap();
+    let verification_id = secret["verificationId"].as_str().unwrap();
+    browser
+        .post(
+            "/api/experience/verification/totp/verify",
+            json!({"code": code_now(totp_secret), "verificationId": verification_id}),
+        )
+        .await
+        .expect(200);
+    browser
+        .post(
+            "/api/experience/profile/mfa",
+            json!({"type": "Totp", "verificationId": verification_id}),
+        )
+        .await
+        .expect(204);
+    browser.submit_and_resume(&server).await;
+    let held = server
+        .get(&format!("/api/users/{ada}/mfa-verifications"))
+        .await;
+    assert_eq!(held.expect(200)[0]["type"], "Totp", "{}", held.body);
+
+    // A member of an organization that requires nothing is not prompted (policy NoPrompt).
+    let browser = new_browser(&server);
+    browser.start(&app, "openid", &[]).await;
+    let verification = browser.password("grace").await;
+    browser.identify(&verification).await;
+    browser.submit_and_resume(&server).await;
+    server.assert_replay_check();
+}

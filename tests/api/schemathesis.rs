@@ -40,14 +40,23 @@ fn case_counts(report: &str) -> (u64, u64) {
 /// Runs schemathesis against the server's own document; `paths` selects operations by regular
 /// expression, `max_examples` per operation. Every request carries a Management API token from
 /// `tests/schemathesis/auth.py`, which fetches a new one when one is refused (a generated
-/// request may rotate the signing keys).
-async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u64, String) {
+/// request may rotate the signing keys). JUnit and JSON reports go to
+/// `target/schemathesis/<name>/`; the counts are printed as a `schemathesis:` line.
+async fn run(
+    server: &TestServer,
+    name: &str,
+    paths: Option<&str>,
+    max_examples: u32,
+) -> (u64, String) {
+    let reports = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/schemathesis")
+        .join(name);
+    let started = std::time::Instant::now();
     // Each run in a folder of its own: two runs at once must not share Hypothesis' example
     // database and caches (`.hypothesis/` in the working directory).
     let workdir = std::env::temp_dir().join(format!(
-        "idledger-schemathesis-{}-{}",
-        std::process::id(),
-        paths.map_or(0, str::len)
+        "idledger-schemathesis-{}-{name}",
+        std::process::id()
     ));
     std::fs::create_dir_all(&workdir).expect("schemathesis working folder");
     let mut command = Command::new(schemathesis());
@@ -66,6 +75,8 @@ async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u6
         .args(["--workers", "2", "--seed", "20261123"])
         // Password hashing in a debug build on a busy machine can take seconds.
         .args(["--request-timeout", "30"])
+        .args(["--report", "junit,json", "--report-dir"])
+        .arg(&reports)
         .env("NO_COLOR", "1")
         .env(
             "SCHEMATHESIS_HOOKS",
@@ -80,12 +91,19 @@ async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u6
     }
     let output = command.output().expect("run schemathesis");
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (generated, passed) = case_counts(&report);
+    println!(
+        "schemathesis: {name}: {generated} cases generated, {passed} passed, {} examples per \
+         operation at most, {:.0} s; reports in {}",
+        max_examples,
+        started.elapsed().as_secs_f64(),
+        reports.display()
+    );
     assert!(
         output.status.success(),
         "schemathesis found failures:\n{report}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let (generated, passed) = case_counts(&report);
     assert_eq!(generated, passed, "every generated case passes: {report}");
     // Schemathesis only warns when every answer was 401/403: the token must have worked.
     assert!(
@@ -98,7 +116,7 @@ async fn run(server: &TestServer, paths: Option<&str>, max_examples: u32) -> (u6
 #[tokio::test]
 async fn the_application_routes_survive_generated_requests() {
     let server = TestServer::start().await;
-    let (generated, report) = run(&server, Some("^/api/applications"), 40).await;
+    let (generated, report) = run(&server, "applications", Some("^/api/applications"), 40).await;
     assert!(generated >= 500, "expected hundreds of cases: {report}");
 }
 
@@ -112,7 +130,7 @@ async fn the_whole_management_api_survives_generated_requests() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(8);
     let operations = documented_operations(&server).await;
-    let (generated, report) = run(&server, None, max_examples).await;
+    let (generated, report) = run(&server, "whole", None, max_examples).await;
     assert!(
         report.contains(&format!("{operations} selected"))
             || report.contains(&format!("{operations} total")),
@@ -134,4 +152,40 @@ async fn documented_operations(server: &TestServer) -> usize {
         .values()
         .map(|item| item.as_object().expect("path item").len())
         .sum()
+}
+
+/// Every path `/api/swagger.json` documents is routed: a method it does not document gets the
+/// router's 405, never the fallback 404 a path the server does not know would get. Together with
+/// the end-user APIs' own description (`src/http/end_user_api.rs`) this keeps the document from
+/// naming routes that moved or never existed.
+#[tokio::test]
+async fn every_documented_path_is_routed() {
+    let server = TestServer::start().await;
+    let document = server.get("/api/swagger.json").await;
+    let paths = document.expect(200)["paths"]
+        .as_object()
+        .expect("paths")
+        .clone();
+    for required in [
+        "/api/experience/submit",
+        "/api/my-account",
+        "/api/verifications/password",
+    ] {
+        assert!(paths.contains_key(required), "{required} is documented");
+    }
+    for (path, item) in &paths {
+        let concrete = path.replace('{', "x").replace('}', "");
+        let undocumented = ["put", "patch", "delete", "post", "get"]
+            .into_iter()
+            .find(|method| !item.as_object().expect("path item").contains_key(*method))
+            .expect("a path documents at most four methods");
+        let method = reqwest::Method::from_bytes(undocumented.to_uppercase().as_bytes()).unwrap();
+        let reply = server.call(method, &concrete, None).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            405,
+            "{undocumented} {path} should be 405 on a routed path: {}",
+            reply.body
+        );
+    }
 }

@@ -74,40 +74,30 @@ pub(crate) async fn flask_sample(server: &TestServer, port: u16) -> (String, Str
     (app_id, app_secret)
 }
 
-#[tokio::test]
-async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
+/// Runs the browser test `tests/e2e/<file>` with the venv's Python against `server` (its
+/// endpoint in `IDLEDGER_ENDPOINT`, plus `vars`), screenshots under
+/// `test-artifacts/screenshots/<name>` and pytest's output in `test-artifacts/<name>-pytest.log`;
+/// fails with that output unless every test passed within `DEADLINE`, prints it otherwise.
+pub(crate) async fn browser_test(
+    server: &TestServer,
+    file: &str,
+    name: &str,
+    vars: &[(&str, &str)],
+) {
     let python = python();
-    let server = TestServer::start().await;
-    let port = free_port();
-    let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
-    let user = server
-        .post(
-            "/api/users",
-            json!({"username": USERNAME, "name": NAME, "password": PASSWORD}),
-        )
-        .await;
-    let user_id = user.expect(200)["id"].as_str().unwrap().to_owned();
-
     let artifacts = workspace().join("test-artifacts");
-    let screenshots = artifacts.join("screenshots");
+    let screenshots = artifacts.join("screenshots").join(name);
     std::fs::create_dir_all(&artifacts).unwrap();
-    let log_path = artifacts.join("sdk-e2e-pytest.log");
+    let log_path = artifacts.join(format!("{name}-pytest.log"));
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "tests/e2e/test_sdk_flow.py"])
+        .args(["-m", "pytest", &format!("tests/e2e/{file}")])
         .args(["-v", "-p", "no:cacheprovider", "--tb=short", "-rA"])
         // A stuck test prints every thread's stack into the log before the deadline.
         .args(["-o", "faulthandler_timeout=120"])
         .current_dir(workspace())
         .env("IDLEDGER_ENDPOINT", &server.endpoint)
-        .env("APP_ID", &app_id)
-        .env("APP_SECRET", &app_secret)
-        .env("APP_PORT", port.to_string())
-        .env("USER_USERNAME", USERNAME)
-        .env("USER_NAME", NAME)
-        .env("USER_PASSWORD", PASSWORD)
-        .env("SIGNUP_USERNAME", SIGNUP_USERNAME)
-        .env("SIGNUP_PASSWORD", SIGNUP_PASSWORD)
+        .envs(vars.iter().copied())
         .env("SCREENSHOT_DIR", &screenshots)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -135,6 +125,37 @@ async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
         "the browser test failed ({where_to_look}):\n{report}"
     );
     println!("{report}");
+}
+
+#[tokio::test]
+async fn logtos_python_sdk_signs_in_up_and_out_in_a_browser() {
+    let server = TestServer::start().await;
+    let port = free_port();
+    let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
+    let user = server
+        .post(
+            "/api/users",
+            json!({"username": USERNAME, "name": NAME, "password": PASSWORD}),
+        )
+        .await;
+    let user_id = user.expect(200)["id"].as_str().unwrap().to_owned();
+
+    browser_test(
+        &server,
+        "test_sdk_flow.py",
+        "sdk-e2e",
+        &[
+            ("APP_ID", &app_id),
+            ("APP_SECRET", &app_secret),
+            ("APP_PORT", &port.to_string()),
+            ("USER_USERNAME", USERNAME),
+            ("USER_NAME", NAME),
+            ("USER_PASSWORD", PASSWORD),
+            ("SIGNUP_USERNAME", SIGNUP_USERNAME),
+            ("SIGNUP_PASSWORD", SIGNUP_PASSWORD),
+        ],
+    )
+    .await;
 
     // The sign-up variant created exactly one new user, with the username it typed.
     let found = server

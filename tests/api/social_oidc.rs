@@ -148,10 +148,13 @@ impl Downstream {
 
     /// A browser with an interaction of the downstream's application.
     pub async fn visitor(&self) -> Browser {
+        self.visitor_asking("openid profile email").await
+    }
+
+    /// A browser with an interaction of the downstream's application asking for `scope`.
+    pub async fn visitor_asking(&self, scope: &str) -> Browser {
         let browser = browser_on(&self.server.endpoint);
-        browser
-            .start(&self.client_id, "openid profile email", &[])
-            .await;
+        browser.start(&self.client_id, scope, &[]).await;
         browser
     }
 }
@@ -519,8 +522,37 @@ async fn the_account_api_refuses_to_unlink_the_last_way_to_sign_in() {
         .connect(upstream.config("client_secret_post"), json!({}))
         .await
         .expect(200);
-    let (user_id, code) = social_sign_in_with_code(&upstream, &downstream, "Register").await;
+    // Registered through the upstream, with a token that may change identities.
+    let browser = downstream.visitor_asking("openid profile identities").await;
+    let (verification_id, uri) = authorization(&browser, &downstream).await;
+    let back = upstream.sign_in(&uri, "ada").await;
+    verify(&browser, &verification_id, &back).await.expect(200);
+    let (_, code) = identify_and_submit(&browser, &verification_id, "Register").await;
+    let user_id = downstream_user_of(&downstream, &upstream.user_id).await;
     let token = end_user_token(&downstream, &code).await;
+    // A password to prove themselves with (Logto's identity verification), though without a
+    // username it signs nobody in: the seed signs in by username and password.
+    downstream
+        .server
+        .patch(
+            &format!("/api/users/{user_id}/password"),
+            json!({"password": "Another-Way-In-7"}),
+        )
+        .await
+        .expect(200);
+    let proved = downstream
+        .server
+        .http
+        .post(downstream.server.url("/api/verifications/password"))
+        .bearer_auth(&token)
+        .json(&json!({"password": "Another-Way-In-7"}))
+        .send()
+        .await
+        .unwrap();
+    let proof = Reply::from(proved).await.expect(201)["verificationRecordId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let unlink = || async {
         let request = downstream
             .server
@@ -530,11 +562,11 @@ async fn the_account_api_refuses_to_unlink_the_last_way_to_sign_in() {
                     .server
                     .url(&format!("/api/my-account/identities/{CONNECTOR}")),
             )
-            .bearer_auth(&token);
+            .bearer_auth(&token)
+            .header("logto-verification-id", &proof);
         Reply::from(request.send().await.unwrap()).await
     };
-    // The upstream identity is the person's only way in: the seed signs in by username and
-    // password, and they have neither.
+    // The upstream identity is the person's only way in.
     unlink()
         .await
         .expect_error(400, "user.last_sign_in_method_required");
@@ -543,14 +575,6 @@ async fn the_account_api_refuses_to_unlink_the_last_way_to_sign_in() {
         .patch(
             &format!("/api/users/{user_id}"),
             json!({"username": "ada_here"}),
-        )
-        .await
-        .expect(200);
-    downstream
-        .server
-        .patch(
-            &format!("/api/users/{user_id}/password"),
-            json!({"password": "Another-Way-In-7"}),
         )
         .await
         .expect(200);
@@ -1094,4 +1118,78 @@ async fn the_hosted_pages_continue_with_the_provider_and_come_back_signed_in() {
         html.contains("This sign-in has expired or is already finished."),
         "{html}"
     );
+}
+
+#[tokio::test]
+async fn the_hosted_pages_ask_a_new_social_user_for_the_username_the_sign_up_wants() {
+    let (upstream, downstream) = pair("client_secret_post", json!({})).await;
+    // Logto's default: the seed's sign-up wants a username, which the upstream does not give.
+    downstream
+        .server
+        .patch("/api/sign-in-exp", json!({"socialSignIn": {}}))
+        .await
+        .expect(200);
+    downstream
+        .server
+        .post("/api/users", json!({"username": "taken"}))
+        .await
+        .expect(200);
+    let browser = downstream.visitor().await;
+    let page = browser.get("/sign-in").await;
+    let started = browser
+        .form(
+            &format!("/sign-in/social/{CONNECTOR}"),
+            &[("_csrf", &csrf(&page))],
+        )
+        .await;
+    let back = upstream.sign_in(&location(&started), "ada").await;
+    let landed = browser
+        .get(&back.replacen(&downstream.server.endpoint, "", 1))
+        .await;
+    assert_eq!(landed.status, StatusCode::SEE_OTHER, "{}", landed.body);
+    let step = location(&landed);
+    assert!(step.starts_with("/sign-in/social/profile"), "{step}");
+    let form = browser.get(&step).await;
+    assert_eq!(form.status, StatusCode::OK);
+    let html = form.body.as_str().unwrap_or_default().to_owned();
+    assert!(html.contains("Choose a username"), "{html}");
+
+    // Someone has the name, then the name breaks the rules: each said on the form, kept there.
+    for (username, message) in [
+        ("taken", "This username is already in use."),
+        (
+            "has space",
+            "The username contains characters that are not allowed.",
+        ),
+    ] {
+        let refused = browser
+            .form(&step, &[("_csrf", &csrf(&form)), ("username", username)])
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let html = refused.body.as_str().unwrap_or_default();
+        assert!(html.contains(message), "{html}");
+        assert!(html.contains("aria-invalid=\"true\""), "{html}");
+        assert!(html.contains(&format!("value=\"{username}\"")), "{html}");
+    }
+
+    let chosen = browser
+        .form(&step, &[("_csrf", &csrf(&form)), ("username", "ada_below")])
+        .await;
+    assert_eq!(chosen.status, StatusCode::SEE_OTHER, "{}", chosen.body);
+    let resumed = browser.get(&location(&chosen)).await;
+    assert!(location(&resumed).starts_with(REDIRECT), "{}", resumed.body);
+    let user_id = downstream_user_of(&downstream, &upstream.user_id).await;
+    let user = downstream
+        .server
+        .get(&format!("/api/users/{user_id}"))
+        .await;
+    assert_eq!(user.expect(200)["username"], "ada_below");
+    let events = downstream.server.events().await;
+    let named = events
+        .iter()
+        .rfind(|e| e.stream_id == user_id && e.event_type == "user.updated")
+        .expect("the username was recorded");
+    assert_eq!(named.actor_id.as_deref(), Some(user_id.as_str()));
+    assert!(named.request_id.is_some());
+    downstream.server.assert_replay_check();
 }

@@ -792,3 +792,70 @@ async fn identities_roles_and_personal_access_tokens() {
     }
     server.assert_replay_check();
 }
+
+/// The list's index-shaped conditions (issue 5) keep Logto's meaning: `_` stays a wildcard in
+/// `like` and a plain character in `exact`, case-insensitive `exact` matches whole values on
+/// any column, and `Total-Number` stays exact without a search (the projection's own count,
+/// through a deletion) and past the last page of a search.
+#[tokio::test]
+async fn index_shaped_searches_keep_logtos_meaning_and_exact_totals() {
+    let server = TestServer::start().await;
+    let mut ids = Vec::new();
+    for (username, name) in [
+        ("seed_1", "Bench One"),
+        ("seedx1", "Bench Onex"),
+        ("seed_12", "Bench Twelve"),
+        ("Seed_123", "Other"),
+    ] {
+        let user = create(&server, json!({"username": username, "name": name})).await;
+        ids.push(user["id"].as_str().unwrap().to_owned());
+    }
+    let names = |reply: &crate::support::Reply| -> Vec<String> {
+        reply
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let like = server.get("/api/users?search=%25seed_12%25").await;
+    assert_eq!(names(&like), ["Seed_123", "seed_12"]);
+    assert_eq!(like.header("total-number"), Some("2"));
+    // `_` is a wildcard in `like`: `seed_1` also matches `seedx1`.
+    let wildcard = server.get("/api/users?search.username=seed_1").await;
+    assert_eq!(names(&wildcard), ["seedx1", "seed_1"]);
+    let sensitive = server
+        .get("/api/users?search.username=%25seed_12%25&isCaseSensitive=true")
+        .await;
+    assert_eq!(names(&sensitive), ["seed_12"]);
+    // In `exact` it is a character; case is ignored unless asked for.
+    let exact = server
+        .get("/api/users?search.username=SEED_1&mode.username=exact")
+        .await;
+    assert_eq!(names(&exact), ["seed_1"]);
+    let exact_name = server
+        .get("/api/users?search.name=bench%20one&mode.name=exact")
+        .await;
+    assert_eq!(names(&exact_name), ["seed_1"]);
+    let bare_exact = server.get("/api/users?search=seed_123&mode=exact").await;
+    assert_eq!(names(&bare_exact), ["Seed_123"]);
+    let past = server
+        .get("/api/users?search=%25seed%25&page=9&page_size=2")
+        .await;
+    assert_eq!(names(&past), Vec::<String>::new());
+    assert_eq!(past.header("total-number"), Some("4"));
+
+    assert_eq!(
+        server.get("/api/users").await.header("total-number"),
+        Some("4")
+    );
+    server
+        .delete(&format!("/api/users/{}", ids[1]))
+        .await
+        .expect(204);
+    let all = server.get("/api/users?page_size=1").await;
+    assert_eq!(names(&all), ["Seed_123"]);
+    assert_eq!(all.header("total-number"), Some("3"));
+    server.assert_replay_check();
+}

@@ -66,7 +66,7 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
         | UserEvent::Suspended {}
         | UserEvent::Reactivated {}
         | UserEvent::Deleted {}
-        | UserEvent::Erased {}
+        | UserEvent::Erased(_)
         | UserEvent::IdentityLinked { .. }
         | UserEvent::IdentityUnlinked { .. }
         | UserEvent::RolesAssigned { .. }

@@ -35,7 +35,7 @@ mod social;
 pub use mfa::MfaStatus;
 
 pub use email_code::{code_sign_in_enabled, email_sign_up_enabled};
-pub use social::{identity_not_exist, invalid_connector};
+pub use social::{identity_in_use, identity_not_exist, invalid_connector};
 
 /// Verified against when the identifier names nobody (or nobody with a password), so an unknown
 /// account costs the same argon2id work as a wrong password and timing tells them apart no
@@ -44,11 +44,11 @@ const DECOY_DIGEST: &str = "$argon2id$v=19$m=19456,t=2,p=1$aWRsZWRnZXItZGVjb3ktc
                             zQlkyxa0jkTSR22faA0bFLNIuIPju1WdpmelpYsF9HI";
 
 /// Keyed-hash domain of identifiers in the sentinel's tables.
-const SENTINEL_HASH_KIND: &str = "sentinel";
+pub(crate) const SENTINEL_HASH_KIND: &str = "sentinel";
 /// Keyed-hash domain of client addresses in the sentinel's rate counters.
 const SIGN_IN_IP_HASH_KIND: &str = "sign-in ip";
 
-fn invalid_credentials() -> ApiError {
+pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "session.invalid_credentials",
@@ -790,7 +790,7 @@ fn held(user: &UserRow) -> Held {
     }
 }
 
-fn stored_password(user: &UserRow) -> Option<Password> {
+pub(crate) fn stored_password(user: &UserRow) -> Option<Password> {
     let digest = user.password_digest.clone()?;
     let algorithm = serde_json::from_value(Value::String(user.password_algorithm.clone()?)).ok()?;
     Some(Password {
@@ -818,7 +818,7 @@ fn check_policy(
     .with_data(json!({ "issues": issues })))
 }
 
-enum Checked {
+pub(crate) enum Checked {
     Mismatch,
     /// The password is right; `rehashed` re-encodes an imported digest as argon2id.
     Match {
@@ -828,7 +828,10 @@ enum Checked {
 
 /// Verifies on the blocking pool (argon2id takes tens of milliseconds by design), against the
 /// decoy when there is no digest to verify.
-async fn check_password(stored: Option<Password>, plain: String) -> Result<Checked, ApiError> {
+pub(crate) async fn check_password(
+    stored: Option<Password>,
+    plain: String,
+) -> Result<Checked, ApiError> {
     tokio::task::spawn_blocking(move || {
         let Some(stored) = stored else {
             let decoy = Password {

@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::listing::{self, Listing, Paging};
+use super::lockout::{self, AccessChange};
 use super::roles::{self as role_routes, RoleResponse};
 use crate::app::AppState;
 use crate::bootstrap::new_secret;
@@ -482,6 +483,15 @@ async fn update_application(
         unit = unit.then::<Application>(&id, ApplicationCommand::Update(patch));
     }
     if let Some(is_admin) = body.is_admin {
+        if !is_admin {
+            lockout::check(
+                &caller.actor,
+                &AccessChange::WithdrawRole {
+                    application_id: &id,
+                    role_id: MANAGEMENT_API_ROLE_ID,
+                },
+            )?;
+        }
         let row = find(&state, &id).await?;
         if row.app_type != AppType::MachineToMachine.as_str() {
             return Err(ApiError::bad_request(
@@ -523,6 +533,7 @@ async fn delete_application(
     context: RequestContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    lockout::check(&caller.actor, &AccessChange::DeleteApplication { id: &id })?;
     state
         .store
         .execute::<Application>(
@@ -702,6 +713,22 @@ async fn delete_secret(
     context: RequestContext,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let others = {
+        let db = state.store.pool().get().await?;
+        let now = context.now_ms();
+        applications::secrets(&db, &id)
+            .await?
+            .iter()
+            .filter(|s| s.name != name && s.expires_at.is_none_or(|at| at > now))
+            .count()
+    };
+    lockout::check(
+        &caller.actor,
+        &AccessChange::DeleteSecret {
+            application_id: &id,
+            others,
+        },
+    )?;
     state
         .store
         .execute::<Application>(
@@ -818,6 +845,13 @@ async fn replace_roles(
 ) -> Result<StatusCode, ApiError> {
     find(&state, &id).await?;
     check_roles(&state, &body.role_ids).await?;
+    lockout::check(
+        &caller.actor,
+        &AccessChange::ReplaceRoles {
+            application_id: &id,
+            role_ids: &body.role_ids,
+        },
+    )?;
     state
         .store
         .execute::<Application>(
@@ -844,6 +878,13 @@ async fn remove_role(
     context: RequestContext,
     Path((id, role_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    lockout::check(
+        &caller.actor,
+        &AccessChange::WithdrawRole {
+            application_id: &id,
+            role_id: &role_id,
+        },
+    )?;
     state
         .store
         .execute::<Application>(

@@ -11,6 +11,7 @@ pub mod custom_data_policy;
 pub mod events;
 pub mod hooks;
 pub mod listing;
+mod lockout;
 mod logs;
 pub mod one_time_tokens;
 mod organization_roles;

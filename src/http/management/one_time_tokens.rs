@@ -92,16 +92,18 @@ async fn find(state: &AppState, id: &str) -> Result<OneTimeTokenRow, ApiError> {
         .ok_or_else(|| ApiError::not_exists_with_id("one-time token", id))
 }
 
-/// The data subject sealing a token's email: derived from the email, so erasing the person
-/// who owns that address can find and destroy it.
-pub fn email_subject(state: &AppState, email: &str) -> String {
-    format!(
+/// The data subject sealing what is sent to an address (one-time tokens, mail): derived from
+/// the address (a keyed hash), so erasing the person who owns it can find and destroy its key.
+/// Whoever uses an erased address next gets its next key generation.
+pub async fn email_subject(state: &AppState, email: &str) -> Result<String, ApiError> {
+    let base = format!(
         "email:{}",
         state
             .store
             .keyring()
             .lookup_hash("email subject", &email.to_lowercase())
-    )
+    );
+    Ok(state.store.current_generation(&base).await?)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -249,7 +251,7 @@ async fn create_token(
         &id,
         OneTimeTokenCommand::Create(NewToken {
             id: id.clone(),
-            subject: email_subject(&state, &body.email),
+            subject: email_subject(&state, &body.email).await?,
             email: body.email,
             lookup_hash: state.store.keyring().lookup_hash(TOKEN_HASH_KIND, &value),
             vault_ref,

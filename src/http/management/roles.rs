@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::listing::{self, Listing, Paging};
+use super::lockout::{self, AccessChange};
 use crate::app::AppState;
 use crate::crypto::ids;
 use crate::http::auth::Caller;
@@ -407,6 +408,7 @@ async fn delete_role(
     context: RequestContext,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    lockout::check(&caller.actor, &AccessChange::DeleteRole { id: &id })?;
     state
         .store
         .execute::<Role>(&id, RoleCommand::Delete, &context.metadata(caller.actor))
@@ -484,6 +486,13 @@ async fn remove_scope(
     context: RequestContext,
     Path((id, scope_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    lockout::check(
+        &caller.actor,
+        &AccessChange::RemoveScope {
+            role_id: &id,
+            scope_id: &scope_id,
+        },
+    )?;
     state
         .store
         .execute::<Role>(
@@ -574,6 +583,13 @@ async fn remove_application(
     Path((id, application_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     find(&state, &id).await?;
+    lockout::check(
+        &caller.actor,
+        &AccessChange::WithdrawRole {
+            application_id: &application_id,
+            role_id: &id,
+        },
+    )?;
     state
         .store
         .execute::<Application>(

@@ -15,7 +15,7 @@ use domain::interaction::{
     Verified,
 };
 use domain::mfa::{MfaFactorKind, NewMfaVerification};
-use domain::sign_in_experience::{MfaFactor, MfaPolicy, OrganizationRequiredMfaPolicy};
+use domain::sign_in_experience::{MfaFactor, MfaPolicy};
 use domain::user::{User, UserCommand};
 use projections::users::{MfaRow, UserRow};
 use serde_json::{Value, json};
@@ -157,10 +157,10 @@ impl Experience<'_> {
             .any(|(_, e)| e["bound"] == json!(true) && e["factor"] == factor.as_str())
     }
 
+    /// Whether one of the user's organizations requires a second factor and the sign-in
+    /// experience lets it (Logto's `isMfaRequiredByUserOrganizations`).
     async fn required_by_organization(&self, user_id: &str) -> Result<bool, ApiError> {
-        if self.config.mfa.organization_required_mfa_policy
-            == Some(OrganizationRequiredMfaPolicy::NoPrompt)
-        {
+        if !self.config.mfa.organizations_may_require() {
             return Ok(false);
         }
         let db = self.state.store.pool().get().await?;

@@ -68,7 +68,7 @@ pub fn identity_not_exist() -> ApiError {
     )
 }
 
-fn identity_in_use() -> ApiError {
+pub fn identity_in_use() -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "user.identity_already_in_use",

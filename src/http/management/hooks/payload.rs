@@ -357,7 +357,7 @@ async fn user(
             params,
         ),
         UserEvent::PasswordRehashed(_)
-        | UserEvent::Erased {}
+        | UserEvent::Erased(_)
         | UserEvent::CustomDataChangeRefused { .. }
         | UserEvent::IdentityLinked { .. }
         | UserEvent::IdentityUnlinked { .. }

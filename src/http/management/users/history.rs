@@ -389,7 +389,7 @@ fn user_summary(event: &UserEvent, names: &Names) -> String {
         UserEvent::Suspended {} => "Suspended".to_owned(),
         UserEvent::Reactivated {} => "Reactivated".to_owned(),
         UserEvent::Deleted {} => "Deleted".to_owned(),
-        UserEvent::Erased {} => "Personal data erased".to_owned(),
+        UserEvent::Erased(_) => "Personal data erased".to_owned(),
         UserEvent::IdentityLinked { target, .. } => format!("{target} identity linked"),
         UserEvent::IdentityUnlinked { target } => format!("{target} identity unlinked"),
         UserEvent::RolesAssigned { role_ids } => {

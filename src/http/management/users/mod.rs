@@ -394,26 +394,27 @@ async fn create_user(
         let db = state.store.pool().get().await?;
         projections::roles::default_user_role_ids(&db).await?
     };
-    execute(
-        &state,
-        &caller,
-        &context,
-        &id,
-        UserCommand::Create(NewUser {
-            id: id.clone(),
-            username: body.username,
-            primary_email: body.primary_email,
-            primary_phone,
-            name: body.name,
-            avatar: body.avatar.filter(|a| !a.is_empty()),
-            custom_data: body.custom_data.unwrap_or_default(),
-            profile,
-            password_digest: password.as_ref().map(|p| p.password_digest.clone()),
-            password_algorithm: password.map(|p| p.password_algorithm),
-            role_ids,
-        }),
-    )
-    .await?;
+    // The id was just drawn at random: the first attempt need not read its (empty) stream.
+    let create = UserCommand::Create(NewUser {
+        id: id.clone(),
+        username: body.username,
+        primary_email: body.primary_email,
+        primary_phone,
+        name: body.name,
+        avatar: body.avatar.filter(|a| !a.is_empty()),
+        custom_data: body.custom_data.unwrap_or_default(),
+        profile,
+        password_digest: password.as_ref().map(|p| p.password_digest.clone()),
+        password_algorithm: password.map(|p| p.password_algorithm),
+        role_ids,
+    });
+    state
+        .store
+        .run(
+            Unit::new().then_fresh::<User>(id.as_str(), create),
+            &context.metadata(caller.actor.clone()),
+        )
+        .await?;
     let mut response = UserResponse::from_row(find(&state, &id).await?, false);
     response.generated_password = generated;
     Ok(axum::Json(response))
@@ -540,6 +541,7 @@ async fn delete_user(
         caller,
         &context,
         &id,
+        Unit::new(),
         UserCommand::Delete,
         "user deleted",
     )
@@ -547,12 +549,13 @@ async fn delete_user(
 }
 
 /// Deletion and erasure: the user's command, with their tokens and sessions, in one unit of
-/// work. Nobody removes themselves.
+/// work (after `unit`, what else the caller's command takes along). Nobody removes themselves.
 async fn depart(
     state: &AppState,
     caller: Caller,
     context: &RequestContext,
     id: &str,
+    unit: Unit,
     command: UserCommand,
     reason: &str,
 ) -> Result<StatusCode, ApiError> {
@@ -566,7 +569,7 @@ async fn depart(
     // Tokens and sessions go with the user, in the same unit of work.
     let unit = {
         let db = state.store.pool().get().await?;
-        let unit = Unit::new().then::<User>(id, command);
+        let unit = unit.then::<User>(id, command);
         // Stored social tokens go with the user too.
         let unit = crate::connectors::token_vault::erase_for_user(
             &db,

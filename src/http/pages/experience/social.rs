@@ -4,7 +4,12 @@
 //! to the provider, and `/callback/:connectorId` where it comes back: the return is verified,
 //! the person signed in (or registered) and sent on to the authorization endpoint. A failure
 //! is shown with its `connector.*` code and logged, never a 500.
+//!
+//! A registration the sign-up configuration still wants a username for (Logto asks a new
+//! social user for missing identifiers unless `socialSignIn.skipRequiredIdentifiers` is on) goes
+//! on to `/sign-in/social/profile`, which asks for one and then finishes the sign-in.
 
+use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -15,15 +20,20 @@ use axum_extra::extract::CookieJar;
 use domain::sign_in_experience::SignInExperience;
 use serde_json::{Map, Value};
 
-use super::super::locale::Lang;
-use super::{Form, MessagePage, Visit, csrf_token, csrf_valid, render, visit};
+use super::super::locale::{Lang, Phrases};
+use super::{Alert, Brand, Form, MessagePage, Visit, csrf_token, csrf_valid, render, visit};
 use crate::app::AppState;
 use crate::connectors::social;
 use crate::http::error::ApiError;
+use crate::http::experience::flow::{Experience, ProfileUpdate};
 use crate::http::extract::RequestContext;
+
+/// Where a social registration without the username the sign-up wants goes for one.
+const PROFILE: &str = "/sign-in/social/profile";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route(PROFILE, get(profile_page).post(choose_username))
         .route("/sign-in/social/{connector_id}", post(start))
         .route(
             "/callback/{connector_id}",
@@ -232,6 +242,9 @@ async fn callback(
     };
     match steps.await {
         Ok(resume) => Redirect::to(&resume).into_response(),
+        Err(error) if wants_only_a_username(&error) => {
+            Redirect::to(&visit.href(PROFILE)).into_response()
+        }
         Err(error) => {
             tracing::warn!(
                 code = error.code,
@@ -242,4 +255,156 @@ async fn callback(
             failure(&visit, &error)
         }
     }
+}
+
+/// Whether a refused submission lacks nothing but a username, which the profile page asks for
+/// (a social identity stands in for the password; other identifiers need a verification).
+fn wants_only_a_username(error: &ApiError) -> bool {
+    error.code == "user.missing_profile"
+        && error
+            .data
+            .as_ref()
+            .and_then(|data| data.get("missingProfile"))
+            .is_some_and(|missing| *missing == serde_json::json!(["username"]))
+}
+
+/// The words of the username step, beside the shared ones in `locale.rs`.
+struct ProfileWords {
+    title: &'static str,
+    profile_intro: &'static str,
+    continue_button: &'static str,
+}
+
+const PROFILE_EN: ProfileWords = ProfileWords {
+    title: "Choose a username",
+    profile_intro: "Your identity provider vouched for you. Choose a username to finish creating \
+                    your account.",
+    continue_button: "Continue",
+};
+
+const PROFILE_JA: ProfileWords = ProfileWords {
+    title: "ユーザー名の設定",
+    profile_intro: "IDプロバイダーで本人確認ができました。アカウントの作成を完了するため、ユーザー名を設定してください。",
+    continue_button: "続行",
+};
+
+/// The magic-link pages' profile form, asking for a username only.
+#[derive(Template)]
+#[template(path = "complete_profile.html")]
+struct UsernamePage<'a> {
+    lang: &'a str,
+    title: &'a str,
+    t: &'a Phrases,
+    w: &'a ProfileWords,
+    brand: &'a Brand,
+    alert: Option<Alert>,
+    action: String,
+    csrf: String,
+    username: Option<String>,
+    password: bool,
+}
+
+fn username_form(
+    visit: &Visit<'_>,
+    state: &AppState,
+    experience: &Experience<'_>,
+    status: StatusCode,
+    username: String,
+    alert: Option<Alert>,
+) -> Response {
+    let w = match visit.lang {
+        Lang::En => &PROFILE_EN,
+        Lang::Ja => &PROFILE_JA,
+    };
+    render(
+        status,
+        &UsernamePage {
+            lang: visit.lang.tag(),
+            title: w.title,
+            t: visit.lang.phrases(),
+            w,
+            brand: &visit.brand,
+            alert,
+            action: visit.href(PROFILE),
+            csrf: csrf_token(state, experience.id()),
+            username: Some(username),
+            password: false,
+        },
+    )
+}
+
+/// Submits the interaction, or asks for the username it still lacks.
+async fn finish(
+    visit: &Visit<'_>,
+    state: &AppState,
+    experience: &mut Experience<'_>,
+    status: StatusCode,
+    username: String,
+    alert: Option<Alert>,
+) -> Response {
+    match experience.submit().await {
+        Ok(resume) => Redirect::to(&resume).into_response(),
+        Err(error) if wants_only_a_username(&error) => {
+            username_form(visit, state, experience, status, username, alert)
+        }
+        Err(error) => visit.message(error.status, error.code),
+    }
+}
+
+/// `GET /sign-in/social/profile`: the username form (or, once nothing is missing, on to the
+/// application).
+async fn profile_page(
+    State(state): State<AppState>,
+    context: RequestContext,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut visit = visit(&state, &context, &jar, &headers, query).await;
+    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+        Ok(experience) => experience,
+        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+    };
+    finish(
+        &visit,
+        &state,
+        &mut experience,
+        StatusCode::OK,
+        String::new(),
+        None,
+    )
+    .await
+}
+
+/// `POST /sign-in/social/profile`: the chosen username (its format and uniqueness checked by
+/// the Experience API's profile step, errors shown on the form), then on to the application.
+async fn choose_username(
+    State(state): State<AppState>,
+    context: RequestContext,
+    jar: CookieJar,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let mut visit = visit(&state, &context, &jar, &headers, query).await;
+    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+        Ok(experience) => experience,
+        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+    };
+    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
+        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
+    }
+    let username = form.text("username").trim().to_owned();
+    let update = ProfileUpdate::Username {
+        value: username.clone(),
+    };
+    let (status, alert) = match experience.set_profile(update).await {
+        Ok(()) => (StatusCode::OK, None),
+        Err(error) => match visit.alert(&error) {
+            Ok(alert) => (error.status, Some(alert)),
+            Err(page) => return page,
+        },
+    };
+    finish(&visit, &state, &mut experience, status, username, alert).await
 }
