@@ -262,6 +262,8 @@ impl Delivery {
             }
             let (name, body, subject) = match (&built, &row) {
                 (Some(built), _) => built.clone(),
+                // The person it was about was erased: their data is not sent again.
+                (None, Some(row)) if row.body.is_null() => return Ok(()),
                 // Retries send the first attempt's bytes again.
                 (None, Some(row)) => {
                     let subject = format!("hook_delivery:{id}");

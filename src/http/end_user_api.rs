@@ -49,7 +49,16 @@ struct Operation {
     ok: (&'static str, Option<Value>),
     /// The `logto-verification-id` header a sensitive Account API change requires.
     verification_header: bool,
+    /// One more answer: `(status, description, whether its body is the error shape)`.
+    also: Option<(&'static str, &'static str, bool)>,
 }
+
+/// A code to a phone number needs an SMS connector; there is none, and Logto then answers 501.
+const NO_SMS_CONNECTOR: (&str, &str, bool) = (
+    "501",
+    "The identifier is a phone number and no SMS connector exists (`connector.not_found`).",
+    true,
+);
 
 fn error_ref() -> Value {
     json!({ "$ref": "#/components/schemas/ErrorBody" })
@@ -102,6 +111,7 @@ fn operations() -> Vec<Operation> {
         body,
         ok,
         verification_header: false,
+        also: None,
     };
     let event_body = object(
         &["interactionEvent"],
@@ -191,28 +201,34 @@ fn operations() -> Vec<Operation> {
             )),
             ("200", Some(verification_id())),
         ),
-        op(
-            "post",
-            "/api/experience/verification/verification-code",
-            "Send a verification code to an email identifier.",
-            Interaction,
-            Some(object(
-                &["identifier", "interactionEvent"],
-                json!({ "identifier": identifier(), "interactionEvent": interaction_event() }),
-            )),
-            ("200", Some(verification_id())),
-        ),
-        op(
-            "post",
-            "/api/experience/verification/verification-code/verify",
-            "Verify a sent code.",
-            Interaction,
-            Some(object(
-                &["identifier", "verificationId", "code"],
-                json!({ "identifier": identifier(), "verificationId": string(), "code": string() }),
-            )),
-            ("200", Some(verification_id())),
-        ),
+        Operation {
+            also: Some(NO_SMS_CONNECTOR),
+            ..op(
+                "post",
+                "/api/experience/verification/verification-code",
+                "Send a verification code to an email identifier.",
+                Interaction,
+                Some(object(
+                    &["identifier", "interactionEvent"],
+                    json!({ "identifier": identifier(), "interactionEvent": interaction_event() }),
+                )),
+                ("200", Some(verification_id())),
+            )
+        },
+        Operation {
+            also: Some(NO_SMS_CONNECTOR),
+            ..op(
+                "post",
+                "/api/experience/verification/verification-code/verify",
+                "Verify a sent code.",
+                Interaction,
+                Some(object(
+                    &["identifier", "verificationId", "code"],
+                    json!({ "identifier": identifier(), "verificationId": string(), "code": string() }),
+                )),
+                ("200", Some(verification_id())),
+            )
+        },
         op(
             "post",
             "/api/experience/verification/social/{connector_id}/authorization-uri",
@@ -288,14 +304,17 @@ fn operations() -> Vec<Operation> {
             Some(object(&["code"], json!({ "code": string() }))),
             ("200", Some(verification_id())),
         ),
-        op(
-            "post",
-            "/api/experience/identification",
-            "Identify the user by a verification (204), or register them (201).",
-            Interaction,
-            Some(object(&[], json!({ "verificationId": string() }))),
-            ("204", None),
-        ),
+        Operation {
+            also: Some(("201", "The user was registered.", false)),
+            ..op(
+                "post",
+                "/api/experience/identification",
+                "Identify the user by a verification (204), or register them (201).",
+                Interaction,
+                Some(object(&[], json!({ "verificationId": string() }))),
+                ("204", None),
+            )
+        },
         op(
             "post",
             "/api/experience/profile",
@@ -473,11 +492,12 @@ fn describe(operation: &Operation) -> Value {
             None => json!({ "description": "Success, no body." }),
         },
     );
-    if operation.path == "/api/experience/identification" {
-        responses.insert(
-            "201".to_owned(),
-            json!({ "description": "The user was registered." }),
-        );
+    if let Some((status, description, error_body)) = operation.also {
+        let mut response = json!({ "description": description });
+        if error_body {
+            response["content"] = json!({ "application/json": { "schema": error_ref() } });
+        }
+        responses.insert(status.to_owned(), response);
     }
     for (status, description) in ERRORS {
         responses.insert(

@@ -227,12 +227,23 @@ async fn the_log_is_append_only_and_a_tampered_read_model_is_caught_and_repaired
         "{report}"
     );
 
+    // A rebuild drops the indexes no fold reads through and builds them at the end: every
+    // index and constraint of the read models must be back, exactly as the migrations made it.
+    let schema = "SELECT string_agg(d, E'\\n' ORDER BY d) FROM ( \
+                    SELECT indexdef AS d FROM pg_indexes WHERE schemaname = 'public' \
+                    UNION ALL SELECT conrelid::regclass || ' ' || conname || ' ' \
+                      || pg_get_constraintdef(oid) FROM pg_constraint \
+                    WHERE connamespace = 'public'::regnamespace) s";
+    let before: String = db.query_one(schema, &[]).await.unwrap().get(0);
+    assert!(before.contains("logs_pkey") && before.contains("logs_created_at"));
     let rebuild = server.replay(&["rebuild"]);
     assert!(
         rebuild.status.success(),
         "{}",
         String::from_utf8_lossy(&rebuild.stderr)
     );
+    let after: String = db.query_one(schema, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
     server.assert_replay_check();
     let apps = server.get("/api/applications?search.name=honest").await;
     assert_eq!(apps.expect(200).as_array().unwrap().len(), 1);

@@ -120,8 +120,10 @@ async fn the_application_routes_survive_generated_requests() {
     assert!(generated >= 500, "expected hundreds of cases: {report}");
 }
 
-/// Every documented operation. The suite runs a bounded number of examples per operation;
-/// `SCHEMATHESIS_MAX_EXAMPLES=100` gives the ≥ 10 000-case run the README reports.
+/// Every documented operation: the Management API with a token, the end-user APIs (Experience,
+/// Account, verification records) without their credentials, for their refusals. The suite runs
+/// a bounded number of examples per operation; `SCHEMATHESIS_MAX_EXAMPLES=100` gives the
+/// ≥ 10 000-case run the README reports.
 #[tokio::test]
 async fn the_whole_management_api_survives_generated_requests() {
     let server = TestServer::start().await;
