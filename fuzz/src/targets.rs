@@ -9,7 +9,7 @@ use idledger::crypto::signing::{KeySet, generate_es384};
 use idledger::http::extract::QueryPairs;
 use idledger::http::management::listing::{self, MAX_PAGE_SIZE, MAX_SEARCH_VALUE, Paging};
 use idledger::http::management::users::normalize_phone;
-use projections::search::{Mode, Search, Term};
+use projections::search::{Indexes, Mode, Search, Term};
 use serde_json::{Value, json};
 
 use crate::Input;
@@ -74,7 +74,6 @@ pub fn search_query(data: &[u8]) {
         }
     }
     let first = 3;
-    let (sql, params) = search.condition(FIELDS, first);
     let blank = Search {
         terms: search
             .terms
@@ -86,7 +85,27 @@ pub fn search_query(data: &[u8]) {
             .collect(),
         ..search.clone()
     };
-    let (blank_sql, blank_params) = blank.condition(FIELDS, first);
+    // The plain form, and the form shaped for trigram and `lower()` indexes (the users').
+    let shaped = Indexes {
+        trigram: true,
+        lowered: &FIELDS[..1],
+    };
+    for indexes in [Indexes::NONE, shaped] {
+        placeholders_only(&pairs, &search, &blank, &indexes, first);
+    }
+}
+
+/// `search`'s SQL is `blank`'s (the same structure with other values), and each placeholder
+/// names one of its parameters.
+fn placeholders_only(
+    pairs: &[(String, String)],
+    search: &Search,
+    blank: &Search,
+    indexes: &Indexes<'_>,
+    first: usize,
+) {
+    let (sql, params) = search.indexed_condition(FIELDS, indexes, first);
+    let (blank_sql, blank_params) = blank.indexed_condition(FIELDS, indexes, first);
     assert_eq!(sql, blank_sql, "a value changed the SQL text: {pairs:?}");
     assert_eq!(params.len(), blank_params.len());
     let mut used = vec![false; params.len()];

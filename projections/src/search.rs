@@ -84,10 +84,10 @@ impl Search {
             params.push(value.to_owned());
             format!("${}", first + params.len() - 1)
         };
-        if indexes.trigram {
-            if let Some(shaped) = self.trigram_shaped(column, term, indexes, params, &placeholder) {
-                return shaped;
-            }
+        if indexes.trigram
+            && let Some(shaped) = self.trigram_shaped(column, term, indexes, params, &placeholder)
+        {
+            return shaped;
         }
         // Columns may be non-text (ids are text, but be safe for future ones).
         let text = format!("{column}::text");

@@ -4,20 +4,17 @@
 //! check of each; then what the server recorded: every change the console made is an event
 //! whose actor is the operator, carrying the console request's id.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::connectors::{create_email_connector, templates};
-use crate::sdk_e2e::{free_port, python, workspace};
+use crate::sdk_e2e::{browser_test, free_port, workspace};
 use crate::smtp_server::{Options, SmtpServer, header};
 use crate::support::TestServer;
 
 const ADMIN: &str = "console_admin";
 const ADMIN_PASSWORD: &str = "Quiet-Harbour-2026";
-/// What the walk takes is well under a minute; past this it is stuck, and is killed.
-const DEADLINE: Duration = Duration::from_secs(180);
 const CONSOLE_ROLE: &str = "idledger-console-admin";
 
 fn no_redirects() -> reqwest::Client {
@@ -193,7 +190,6 @@ async fn created_at_of(server: &TestServer, user: &str) -> i64 {
 
 #[tokio::test]
 async fn an_operator_walks_every_console_page_in_a_browser() {
-    let python = python();
     let server = TestServer::start().await;
     let port = free_port();
     let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
@@ -219,45 +215,22 @@ async fn an_operator_walks_every_console_page_in_a_browser() {
 
     let shots = workspace().join("target/artefacts/console");
     std::fs::create_dir_all(&shots).unwrap();
-    let log_path = shots.join("pytest.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "tests/e2e/test_console.py"])
-        .args(["-v", "-p", "no:cacheprovider", "--tb=short", "-rA"])
-        .args(["-o", "faulthandler_timeout=150"])
-        .current_dir(workspace())
-        .env("IDLEDGER_ENDPOINT", &server.endpoint)
-        .env("ADMIN_USERNAME", ADMIN)
-        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("APP_ID", &app_id)
-        .env("APP_SECRET", &app_secret)
-        .env("APP_PORT", port.to_string())
-        .env("CAROL_ID", &carol)
-        .env("ADMIN_ID", &admin_id)
-        .env("CONSOLE_SHOTS", &shots)
-        .env("SCREENSHOT_DIR", shots.join("app"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        // Its own process group, so the sample app and the browser go with it.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the browser test");
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    let status = tokio::time::timeout(DEADLINE, child.wait()).await;
-    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-    let report = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = status.unwrap_or_else(|_| {
-        panic!("the browser test was still running after {DEADLINE:?}:\n{report}")
-    });
-    assert!(
-        status.expect("wait for the browser test").success(),
-        "the browser test failed (screenshots in {}, server log in {}):\n{report}",
-        shots.display(),
-        server.data_dir.join("server.log").display()
-    );
+    browser_test(
+        &server,
+        "test_console.py",
+        "console",
+        &[
+            ("ADMIN_USERNAME", ADMIN),
+            ("ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("APP_ID", &app_id),
+            ("APP_SECRET", &app_secret),
+            ("APP_PORT", &port.to_string()),
+            ("CAROL_ID", &carol),
+            ("ADMIN_ID", &admin_id),
+            ("CONSOLE_SHOTS", &shots.to_string_lossy()),
+        ],
+    )
+    .await;
 
     let pages = std::fs::read_to_string(shots.join("pages.txt")).unwrap();
     for page in pages.lines() {

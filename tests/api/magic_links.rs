@@ -976,16 +976,12 @@ async fn a_token_bound_to_a_device_works_only_there() {
     server.assert_replay_check();
 }
 
-/// Past this the browser test is stuck, and is killed with its children.
-const E2E_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// Logto's Python SDK sample follows invitation links in headless Chromium
 /// (tests/e2e/test_magic_links.py): the invitees end up registered and signed in although
 /// public registration is off, the organization's invitee as a member with its JIT role.
 #[tokio::test]
 async fn the_python_sdk_sample_follows_invitation_links_in_a_browser() {
-    use crate::sdk_e2e::{free_port, python, workspace};
-    let python = python();
+    use crate::sdk_e2e::{browser_test, free_port};
     let server = TestServer::start().await;
     let port = free_port();
     let (app_id, app_secret) = crate::sdk_e2e::flask_sample(&server, port).await;
@@ -1010,54 +1006,22 @@ async fn the_python_sdk_sample_follows_invitation_links_in_a_browser() {
     )
     .await;
 
-    let artifacts = workspace().join("test-artifacts");
-    let screenshots = artifacts.join("screenshots").join("magic-links");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let log_path = artifacts.join("magic-links-e2e-pytest.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "tests/e2e/test_magic_links.py"])
-        .args(["-v", "-p", "no:cacheprovider", "--tb=short", "-rA"])
-        .args(["-o", "faulthandler_timeout=120"])
-        .current_dir(workspace())
-        .env("IDLEDGER_ENDPOINT", &server.endpoint)
-        .env("APP_ID", &app_id)
-        .env("APP_SECRET", &app_secret)
-        .env("APP_PORT", port.to_string())
-        .env("INVITE_TOKEN", &invite)
-        .env("INVITE_EMAIL", "invitee@example.com")
-        .env("ORG_INVITE_TOKEN", &org_invite)
-        .env("ORG_INVITE_EMAIL", "member@example.com")
-        .env("NEW_PASSWORD", PASSWORD)
-        .env("SCREENSHOT_DIR", &screenshots)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        // Its own process group, so the sample app and the browser driver go with it.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the browser test");
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    let status = tokio::time::timeout(E2E_DEADLINE, child.wait()).await;
-    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-    let report = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let where_to_look = format!(
-        "screenshots in {}, server log in {}",
-        screenshots.display(),
-        server.data_dir.join("server.log").display()
-    );
-    let status = status.unwrap_or_else(|_| {
-        panic!(
-            "the browser test was still running after {E2E_DEADLINE:?} ({where_to_look}):\n{report}"
-        )
-    });
-    assert!(
-        status.expect("wait for the browser test").success(),
-        "the browser test failed ({where_to_look}):\n{report}"
-    );
-    println!("{report}");
+    browser_test(
+        &server,
+        "test_magic_links.py",
+        "magic-links",
+        &[
+            ("APP_ID", &app_id),
+            ("APP_SECRET", &app_secret),
+            ("APP_PORT", &port.to_string()),
+            ("INVITE_TOKEN", &invite),
+            ("INVITE_EMAIL", "invitee@example.com"),
+            ("ORG_INVITE_TOKEN", &org_invite),
+            ("ORG_INVITE_EMAIL", "member@example.com"),
+            ("NEW_PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
 
     // Both invitees registered with the invited email and the username they chose, and signed
     // in from the browser; the organization's invitee is a member with its JIT role.

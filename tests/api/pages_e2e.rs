@@ -3,18 +3,13 @@
 //! tests/e2e/test_pages.py, the same Playwright harness as the SDK test. The PNGs land in
 //! `test-artifacts/screenshots/pages/`.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::json;
 
-use crate::sdk_e2e::{free_port, python, workspace};
+use crate::sdk_e2e::{browser_test, free_port};
 use crate::support::TestServer;
 
 const USERNAME: &str = "page_reader";
 const PASSWORD: &str = "Paper-Lantern-77";
-/// Past this the browser test is stuck, and is killed with its children.
-const DEADLINE: Duration = Duration::from_secs(240);
 const PAGES: &[&str] = &[
     "sign-in",
     "register",
@@ -26,7 +21,6 @@ const PAGES: &[&str] = &[
 
 #[tokio::test]
 async fn every_hosted_page_is_photographed_in_english_and_japanese() {
-    let python = python();
     let server = TestServer::start().await;
     // Never served: the pages are photographed before anything returns to the application.
     let redirect_uri = format!("http://localhost:{}/callback", free_port());
@@ -50,49 +44,24 @@ async fn every_hosted_page_is_photographed_in_english_and_japanese() {
         .await
         .expect(200);
 
-    let artifacts = workspace().join("test-artifacts");
-    let screenshots = artifacts.join("screenshots");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let log_path = artifacts.join("pages-e2e-pytest.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(&python)
-        .args(["-m", "pytest", "tests/e2e/test_pages.py"])
-        .args(["-v", "-p", "no:cacheprovider", "--tb=short", "-rA"])
-        .args(["-o", "faulthandler_timeout=120"])
-        .current_dir(workspace())
-        .env("IDLEDGER_ENDPOINT", &server.endpoint)
-        .env("APP_ID", &app_id)
-        .env("APP_REDIRECT_URI", &redirect_uri)
-        .env("USER_USERNAME", USERNAME)
-        .env("USER_PASSWORD", PASSWORD)
-        .env("SCREENSHOT_DIR", &screenshots)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        // Its own process group, so the browser driver goes with it.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the browser test");
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    let status = tokio::time::timeout(DEADLINE, child.wait()).await;
-    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-    let report = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = status.unwrap_or_else(|_| {
-        panic!("the browser test was still running after {DEADLINE:?}:\n{report}")
-    });
-    assert!(
-        status.expect("wait for the browser test").success(),
-        "the browser test failed (server log in {}):\n{report}",
-        server.data_dir.join("server.log").display()
-    );
+    let screenshots = browser_test(
+        &server,
+        "test_pages.py",
+        "pages",
+        &[
+            ("APP_ID", &app_id),
+            ("APP_REDIRECT_URI", &redirect_uri),
+            ("USER_USERNAME", USERNAME),
+            ("USER_PASSWORD", PASSWORD),
+        ],
+    )
+    .await;
 
     for lang in ["en", "ja"] {
         for page in PAGES {
-            let path = screenshots.join("pages").join(format!("{lang}-{page}.png"));
+            let path = screenshots.join(format!("{lang}-{page}.png"));
             let bytes = std::fs::read(&path)
-                .unwrap_or_else(|e| panic!("{} is missing: {e}\n{report}", path.display()));
+                .unwrap_or_else(|e| panic!("{} is missing: {e}", path.display()));
             assert!(
                 bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
                 "{} is no PNG",

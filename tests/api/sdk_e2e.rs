@@ -78,12 +78,13 @@ pub(crate) async fn flask_sample(server: &TestServer, port: u16) -> (String, Str
 /// endpoint in `IDLEDGER_ENDPOINT`, plus `vars`), screenshots under
 /// `test-artifacts/screenshots/<name>` and pytest's output in `test-artifacts/<name>-pytest.log`;
 /// fails with that output unless every test passed within `DEADLINE`, prints it otherwise.
+/// Returns the screenshots' folder.
 pub(crate) async fn browser_test(
     server: &TestServer,
     file: &str,
     name: &str,
     vars: &[(&str, &str)],
-) {
+) -> PathBuf {
     let python = python();
     let artifacts = workspace().join("test-artifacts");
     let screenshots = artifacts.join("screenshots").join(name);
@@ -125,6 +126,7 @@ pub(crate) async fn browser_test(
         "the browser test failed ({where_to_look}):\n{report}"
     );
     println!("{report}");
+    screenshots
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ this file with everything in environment variables:
     USER_USERNAME, USER_PASSWORD an existing user
     SCREENSHOT_DIR               optional; default <repo>/test-artifacts/screenshots
 
-The PNGs go to SCREENSHOT_DIR/pages/<lang>-<page>.png.
+The PNGs go to SCREENSHOT_DIR/<lang>-<page>.png.
 """
 
 import os
@@ -27,7 +27,7 @@ from playwright.sync_api import Page, sync_playwright
 from test_sdk_flow import CHROMIUM, CHROMIUM_ARGS, REPO, TIMEOUT_MS
 
 ENDPOINT = os.environ.get("IDLEDGER_ENDPOINT", "").rstrip("/")
-PAGES = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "test-artifacts" / "screenshots") / "pages"
+PAGES = Path(os.environ.get("SCREENSHOT_DIR") or REPO / "test-artifacts" / "screenshots" / "pages")
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 LANGUAGES = [("en", "en-US"), ("ja", "ja")]
 
