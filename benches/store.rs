@@ -344,21 +344,15 @@ async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<()
     let started = Instant::now();
     let tx = client.transaction().await?;
     let mut reported = 0;
-    let rebuilt = rebuild(
-        &environment.pool,
-        &tx,
-        &environment.keyring,
-        chosen,
-        |at| {
-            if at / 200_000 > reported {
-                reported = at / 200_000;
-                println!(
-                    "  folded up to {at:>8} in {:>6.1} s",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        },
-    )
+    let rebuilt = rebuild(&environment.pool, &tx, &environment.keyring, chosen, |at| {
+        if at / 200_000 > reported {
+            reported = at / 200_000;
+            println!(
+                "  folded up to {at:>8} in {:>6.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })
     .await?;
     let rebuilt_in = started.elapsed();
     tx.commit().await?;
