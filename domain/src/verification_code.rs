@@ -156,12 +156,31 @@ impl Aggregate for VerificationCode {
             VerificationCodeEvent::Verified { .. } => self.current = None,
         }
     }
+
+    /// An interaction's codes are sealed under the interaction's key (the request's IP and user
+    /// agent are the visitor's), which erasing the user it identified destroys. The Management
+    /// API's and verification records' scopes carry no visitor.
+    fn data_subject(&self, stream_id: &str, _events: &[VerificationCodeEvent]) -> Option<String> {
+        stream_id
+            .strip_prefix("interaction:")
+            .map(crate::interaction::subject)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::spec::Given;
+
+    #[test]
+    fn an_interactions_codes_are_sealed_under_the_interactions_key_only() {
+        let code = VerificationCode::default();
+        assert_eq!(
+            code.data_subject("interaction:i1", &[]),
+            Some(crate::interaction::subject("i1"))
+        );
+        assert_eq!(code.data_subject("management:abc", &[]), None);
+    }
 
     fn sent(id: &str, max_attempts: u32) -> VerificationCodeEvent {
         VerificationCodeEvent::Sent(IssuedCode {

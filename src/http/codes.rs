@@ -53,7 +53,7 @@ pub fn management_scope(state: &AppState, email: &str) -> String {
 
 /// The stream of the codes of one interaction.
 pub fn interaction_scope(interaction_id: &str) -> String {
-    format!("interaction:{interaction_id}")
+    domain::interaction::subject(interaction_id)
 }
 
 fn code_hash(state: &AppState, scope: &str, code: &str) -> String {
