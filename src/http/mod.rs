@@ -40,9 +40,9 @@ pub fn router(state: AppState) -> Router {
     let (management, mut openapi) = management::router(state.clone());
     // The document covers the routes outside the Management API's router too.
     openapi.merge(<Health as utoipa::OpenApi>::openapi());
-    openapi.merge(end_user_api::openapi());
     // Both documents are built once: the routes cannot change while the server runs.
-    let openapi = serde_json::to_value(&openapi).unwrap_or_default();
+    let mut openapi = serde_json::to_value(&openapi).unwrap_or_default();
+    end_user_api::merge_into(&mut openapi);
     let page = axum::response::Html(docs::render(&openapi));
     let openapi = std::sync::Arc::new(openapi);
     Router::new()
