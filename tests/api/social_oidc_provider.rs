@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::browser::{location, query_of};
-use crate::sdk_e2e::{free_port, python, workspace};
+use crate::sdk_e2e::{browser_test, free_port};
 use crate::social_oidc::{
     CONNECTOR, Downstream, authorization, browser_on, downstream_user_of, dump, end_user_token,
     identify_and_submit, verify,
@@ -292,12 +292,8 @@ async fn the_vault_refreshes_an_expired_token_at_the_independent_provider() {
     downstream.server.assert_replay_check();
 }
 
-/// The browser test takes about twenty seconds; past this it is stuck, and is killed.
-const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
-
 #[tokio::test]
 async fn logtos_python_sdk_continues_with_the_provider_in_a_browser() {
-    let python = python();
     let downstream = Downstream::start().await;
     // Another loopback address than idledger's: the browser keeps the two sites' cookies apart.
     let provider = NodeProvider::start(&downstream.callback(), json!({"host": "127.0.0.2"})).await;
@@ -312,42 +308,19 @@ async fn logtos_python_sdk_continues_with_the_provider_in_a_browser() {
     let server = &downstream.server;
     let (app_id, app_secret) = crate::sdk_e2e::flask_sample(server, port).await;
 
-    let artifacts = workspace().join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let log_path = artifacts.join("social-oidc-e2e-pytest.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(&python)
-        .args(["-m", "pytest", "tests/e2e/test_social_oidc.py"])
-        .args(["-v", "-p", "no:cacheprovider", "--tb=short", "-rA"])
-        .args(["-o", "faulthandler_timeout=90"])
-        .current_dir(workspace())
-        .env("IDLEDGER_ENDPOINT", &server.endpoint)
-        .env("APP_ID", &app_id)
-        .env("APP_SECRET", &app_secret)
-        .env("APP_PORT", port.to_string())
-        .env("UPSTREAM_ISSUER", &provider.issuer)
-        .env("UPSTREAM_LOGIN", "grace")
-        .env("SCREENSHOT_DIR", artifacts.join("screenshots/social"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        // Its own process group, so the sample app and the browser driver go with it.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the browser test");
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    let status = tokio::time::timeout(BROWSER_DEADLINE, child.wait()).await;
-    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-    let report = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let status = status.unwrap_or_else(|_| {
-        panic!("the browser test was still running after {BROWSER_DEADLINE:?}:\n{report}")
-    });
-    assert!(
-        status.expect("wait for the browser test").success(),
-        "the browser test failed (screenshots in test-artifacts/screenshots/social):\n{report}"
-    );
+    browser_test(
+        server,
+        "test_social_oidc.py",
+        "social",
+        &[
+            ("APP_ID", &app_id),
+            ("APP_SECRET", &app_secret),
+            ("APP_PORT", &port.to_string()),
+            ("UPSTREAM_ISSUER", &provider.issuer),
+            ("UPSTREAM_LOGIN", "grace"),
+        ],
+    )
+    .await;
 
     // One user, registered by the first sign-in and signed in again by the second, with the
     // provider's verified email and name.
