@@ -443,6 +443,40 @@ fn operations() -> Vec<Operation> {
             Some(password_body(false)),
             ("201", Some(record_created(false))),
         ),
+        Operation {
+            also: Some(NO_SMS_CONNECTOR),
+            ..op(
+                "post",
+                "/api/verifications/verification-code",
+                "Mail a code to the user's primary email, to prove their identity.",
+                Account,
+                Some(object(
+                    &["identifier"],
+                    json!({ "identifier": identifier() }),
+                )),
+                ("201", Some(record_created(false))),
+            )
+        },
+        Operation {
+            also: Some(NO_SMS_CONNECTOR),
+            ..op(
+                "post",
+                "/api/verifications/verification-code/verify",
+                "Verify the mailed code of the record.",
+                Account,
+                Some(object(
+                    &["identifier", "verificationId", "code"],
+                    json!({ "identifier": identifier(), "verificationId": string(), "code": string() }),
+                )),
+                (
+                    "200",
+                    Some(object(
+                        &["verificationRecordId"],
+                        json!({ "verificationRecordId": string() }),
+                    )),
+                ),
+            )
+        },
         op(
             "post",
             "/api/verifications/social",
