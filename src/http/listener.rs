@@ -159,7 +159,7 @@ pub async fn bounded(request: Request, next: Next) -> Response {
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
     if bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADERS {
-        return ApiError::new(
+        let refusal = ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request.headers_too_large",
             "The request headers are too large.",
@@ -168,6 +168,7 @@ pub async fn bounded(request: Request, next: Next) -> Response {
             "At most {MAX_HEADERS} header lines and {MAX_HEADER_BYTES} bytes are accepted."
         ))
         .into_response();
+        return closing(refusal);
     }
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -188,11 +189,23 @@ pub async fn bounded(request: Request, next: Next) -> Response {
 }
 
 fn body_too_large() -> Response {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "guard.invalid_input",
-        "The request body is too large.",
+    closing(
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "guard.invalid_input",
+            "The request body is too large.",
+        )
+        .with_details(format!("At most {MAX_BODY_BYTES} bytes are accepted."))
+        .into_response(),
     )
-    .with_details(format!("At most {MAX_BODY_BYTES} bytes are accepted."))
-    .into_response()
+}
+
+/// A refusal sent before the request's body was read ends the connection (the unread body is
+/// still on it); saying so keeps a client from sending its next request on a closing socket.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }

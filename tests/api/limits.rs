@@ -37,6 +37,9 @@ async fn oversized_and_overdeep_inputs_get_4xx_in_logtos_shape() {
     )
     .await;
     assert_eq!(reply.status.as_u16(), 413, "{}", reply.body);
+    // The unread body is still on the connection: the refusal closes it, and says so, so the
+    // client sends its next request on a fresh one.
+    assert_eq!(reply.headers["connection"], "close");
     assert!(
         reply.body["error"].is_string() || reply.body["code"].is_string(),
         "{}",
@@ -53,6 +56,7 @@ async fn oversized_and_overdeep_inputs_get_4xx_in_logtos_shape() {
             .unwrap(),
     )
     .await;
+    assert_eq!(big_header.headers["connection"], "close");
     big_header.expect_error(431, "request.headers_too_large");
     let mut many = http
         .get(server.url("/api/applications"))

@@ -438,7 +438,9 @@ async fn the_management_api_cannot_lock_itself_out() {
             "application.cannot_withdraw_own_management_access",
         ),
         (
-            server.delete(&format!("{own}/secrets/Default%20secret")).await,
+            server
+                .delete(&format!("{own}/secrets/Default%20secret"))
+                .await,
             "application.cannot_delete_own_last_secret",
         ),
         (

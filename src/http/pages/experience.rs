@@ -237,7 +237,23 @@ async fn current_config(state: &AppState) -> Result<SignInExperience, ApiError> 
     Ok(projections::sign_in_experience::current(&db).await?)
 }
 
-impl Visit<'_> {
+impl<'a> Visit<'a> {
+    /// The interaction this page continues, taken out of the visit, or the page that says why
+    /// there is none.
+    fn take_experience(&mut self) -> Result<Experience<'a>, Response> {
+        std::mem::replace(&mut self.experience, Err(ApiError::internal()))
+            .map_err(|error| self.message(StatusCode::BAD_REQUEST, error.code))
+    }
+
+    /// As `take_experience`, for a posted form, which must carry the interaction's CSRF token.
+    fn take_posted(&mut self, state: &AppState, form: &Form) -> Result<Experience<'a>, Response> {
+        let experience = self.take_experience()?;
+        if !csrf_valid(state, experience.id(), form.get("_csrf")) {
+            return Err(self.message(StatusCode::FORBIDDEN, "session.csrf"));
+        }
+        Ok(experience)
+    }
+
     fn href(&self, path: &str) -> String {
         match &self.query {
             Some(query) if !query.is_empty() => format!("{path}?{query}"),
@@ -484,13 +500,10 @@ async fn sign_in(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     let identifier = form.text("identifier").trim().to_owned();
     let kinds = rules::password_identifiers(&visit.config);
     let kind = identifier_kind(&identifier, &kinds);
@@ -612,13 +625,10 @@ async fn register(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     if let Some(refused) = registration_refused(&visit) {
         return refused;
     }

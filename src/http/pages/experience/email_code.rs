@@ -15,7 +15,7 @@ use domain::interaction::InteractionEvent;
 use domain::sign_in_experience::{ForgotPasswordMethod, SignInExperience};
 
 use super::super::locale::{Lang, Phrases};
-use super::{Alert, Brand, Form, Visit, csrf_token, csrf_valid, password_issues, render, visit};
+use super::{Alert, Brand, Form, Visit, csrf_token, password_issues, render, visit};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::experience::flow::{
@@ -392,13 +392,10 @@ async fn post(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     if let Some(refused) = refused(&visit, mode) {
         return refused;
     }

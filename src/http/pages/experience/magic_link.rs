@@ -17,7 +17,7 @@ use projections::sessions::SessionRow;
 use projections::users::UserRow;
 
 use super::super::locale::{Lang, Phrases};
-use super::{Alert, Brand, Form, Visit, csrf_token, csrf_valid, render, visit};
+use super::{Alert, Brand, Form, Visit, csrf_token, render, visit};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::experience::flow::{Experience, ProfileUpdate};
@@ -380,9 +380,9 @@ async fn link_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_experience() {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
     // Reloaded after the link worked: carry on from there (the token is used up by now).
     if experience.one_time_token_verified() {
@@ -427,13 +427,10 @@ async fn complete_profile(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     let missing = match experience.missing_profile().await {
         Ok(missing) => missing,
         Err(error) => return visit.message(error.status, error.code),
@@ -558,13 +555,10 @@ async fn switch(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     let Some((token, email)) = link_of(visit.query.as_deref()) else {
         return link_failure(&visit, &incomplete_link());
     };

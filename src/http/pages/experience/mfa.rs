@@ -17,7 +17,7 @@ use axum_extra::extract::CookieJar;
 use domain::mfa::MfaFactorKind;
 
 use super::super::locale::{Lang, Phrases};
-use super::{Alert, Brand, Form, Visit, csrf_token, csrf_valid, render, visit, with_headers_of};
+use super::{Alert, Brand, Form, Visit, csrf_token, render, visit, with_headers_of};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::experience::flow::{Experience, MfaStatus};
@@ -158,28 +158,6 @@ struct BackupCodesPage<'a> {
     codes: Vec<String>,
 }
 
-/// The interaction of a page view, or the page saying why there is none.
-fn take<'a>(visit: &mut Visit<'a>) -> Result<Experience<'a>, Response> {
-    match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
-        Ok(experience) => Ok(experience),
-        Err(error) => Err(visit.message(StatusCode::BAD_REQUEST, error.code)),
-    }
-}
-
-/// The interaction of a form post whose CSRF token is valid.
-fn take_posted<'a>(
-    visit: &mut Visit<'a>,
-    state: &AppState,
-    form: &Form,
-) -> Result<Experience<'a>, Response> {
-    let experience = take(visit)?;
-    if csrf_valid(state, experience.id(), form.get("_csrf")) {
-        Ok(experience)
-    } else {
-        Err(visit.message(StatusCode::FORBIDDEN, "session.csrf"))
-    }
-}
-
 /// Submits again once a step is done: on to the application, or to the next step owed.
 async fn continue_on(visit: &Visit<'_>, experience: &mut Experience<'_>) -> Response {
     match experience.submit().await {
@@ -237,7 +215,7 @@ async fn verification_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take(&mut visit) {
+    let mut experience = match visit.take_experience() {
         Ok(experience) => experience,
         Err(page) => return page,
     };
@@ -254,7 +232,7 @@ async fn verify(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take_posted(&mut visit, &state, &form) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
         Err(page) => return page,
     };
@@ -327,7 +305,7 @@ async fn totp_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take(&mut visit) {
+    let mut experience = match visit.take_experience() {
         Ok(experience) => experience,
         Err(page) => return page,
     };
@@ -357,7 +335,7 @@ async fn bind_totp(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take_posted(&mut visit, &state, &form) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
         Err(page) => return page,
     };
@@ -403,7 +381,7 @@ async fn backup_codes_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take(&mut visit) {
+    let mut experience = match visit.take_experience() {
         Ok(experience) => experience,
         Err(page) => return page,
     };
@@ -439,7 +417,7 @@ async fn bind_backup_codes(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take_posted(&mut visit, &state, &form) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
         Err(page) => return page,
     };
@@ -462,7 +440,7 @@ async fn skip(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match take_posted(&mut visit, &state, &form) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
         Err(page) => return page,
     };

@@ -21,7 +21,7 @@ use domain::sign_in_experience::SignInExperience;
 use serde_json::{Map, Value};
 
 use super::super::locale::{Lang, Phrases};
-use super::{Alert, Brand, Form, MessagePage, Visit, csrf_token, csrf_valid, render, visit};
+use super::{Alert, Brand, Form, MessagePage, Visit, csrf_token, render, visit};
 use crate::app::AppState;
 use crate::connectors::social;
 use crate::http::error::ApiError;
@@ -163,13 +163,10 @@ async fn start(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     let redirect_uri = format!("{}/callback/{connector_id}", state.endpoint);
     match experience
         .social_authorization_uri(&connector_id, None, &redirect_uri)
@@ -223,9 +220,9 @@ async fn callback(
     data: Map<String, Value>,
 ) -> Response {
     let mut visit = visit(&state, &context, &jar, &headers, None).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_experience() {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
     // The pages' state starts with the trip's verification id (see `social_authorization_uri`).
     let verification_id = data
@@ -361,9 +358,9 @@ async fn profile_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_experience() {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
     finish(
         &visit,
@@ -388,13 +385,10 @@ async fn choose_username(
 ) -> Response {
     let form = Form::parse(&body);
     let mut visit = visit(&state, &context, &jar, &headers, query).await;
-    let mut experience = match std::mem::replace(&mut visit.experience, Err(ApiError::internal())) {
+    let mut experience = match visit.take_posted(&state, &form) {
         Ok(experience) => experience,
-        Err(error) => return visit.message(StatusCode::BAD_REQUEST, error.code),
+        Err(page) => return page,
     };
-    if !csrf_valid(&state, experience.id(), form.get("_csrf")) {
-        return visit.message(StatusCode::FORBIDDEN, "session.csrf");
-    }
     let username = form.text("username").trim().to_owned();
     let update = ProfileUpdate::Username {
         value: username.clone(),
