@@ -633,17 +633,29 @@ impl EventStore {
     }
 
     /// The subject to seal under for `base`, a subject that outlives the people it concerns (a
-    /// mail address): its current key generation (see `generation`).
+    /// mail address): its current key generation (see `generation`). Generations are destroyed
+    /// in order, so the first one still whole is current; they are probed by primary key, a
+    /// window at a time, rather than by scanning `data_keys` for destroyed keys.
     pub async fn current_generation(&self, base: &str) -> Result<String, StoreError> {
+        const WINDOW: i64 = 8;
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(
-                "SELECT count(*) FROM data_keys WHERE wrapped_key IS NULL \
-                 AND (subject_id = $1 OR left(subject_id, length($1) + 1) = $1 || '#')",
+                "SELECT count(*) FROM data_keys \
+                 WHERE subject_id = ANY($1) AND wrapped_key IS NULL",
             )
             .await?;
-        let destroyed: i64 = client.query_one(&statement, &[&base]).await?.try_get(0)?;
-        Ok(generation(base, destroyed))
+        let mut destroyed = 0;
+        loop {
+            let window: Vec<String> = (destroyed..destroyed + WINDOW)
+                .map(|n| generation(base, n))
+                .collect();
+            let found: i64 = client.query_one(&statement, &[&window]).await?.try_get(0)?;
+            destroyed += found;
+            if found < WINDOW {
+                return Ok(generation(base, destroyed));
+            }
+        }
     }
 
     /// Reads a vault entry back (app secrets are shown again by the Management API).
