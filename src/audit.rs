@@ -183,6 +183,82 @@ pub async fn list(client: &impl GenericClient, limit: i64) -> Result<Vec<Checkpo
     Ok(rows.iter().map(checkpoint).collect::<Result<_, _>>()?)
 }
 
+/// An Ed25519 SubjectPublicKeyInfo (RFC 8410) is this fixed DER prefix and the raw 32-byte key,
+/// so the PEM form needs no ASN.1 library.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+const PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+const PEM_END: &str = "-----END PUBLIC KEY-----";
+
+/// A checkpoint key's public half as a PEM `PUBLIC KEY` block (what `openssl pkey -pubin`
+/// reads), for an auditor to keep outside the database.
+pub fn public_key_pem(public_key: &[u8]) -> String {
+    use base64::Engine;
+    let der = [ED25519_SPKI_PREFIX.as_slice(), public_key].concat();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("{PEM_BEGIN}\n{encoded}\n{PEM_END}\n")
+}
+
+/// Every Ed25519 public key in PEM text (one or more `PUBLIC KEY` blocks; text outside the
+/// blocks, such as `replay checkpoint-key`'s comment lines, is ignored).
+pub fn pinned_keys(pem: &str) -> Result<Vec<Vec<u8>>, AuditError> {
+    use base64::Engine;
+    let mut keys = Vec::new();
+    let mut block: Option<String> = None;
+    for line in pem.lines().map(str::trim) {
+        match (&mut block, line) {
+            (None, PEM_BEGIN) => block = Some(String::new()),
+            (None, _) => {}
+            (Some(body), PEM_END) => {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(body.as_bytes())
+                    .map_err(|e| AuditError::Key(format!("a PUBLIC KEY block: {e}")))?;
+                let raw = der
+                    .strip_prefix(ED25519_SPKI_PREFIX.as_slice())
+                    .filter(|raw| raw.len() == 32)
+                    .ok_or_else(|| {
+                        AuditError::Key("a PUBLIC KEY block is not an Ed25519 key".into())
+                    })?;
+                keys.push(raw.to_vec());
+                block = None;
+            }
+            (Some(body), _) => body.push_str(line),
+        }
+    }
+    if block.is_some() {
+        return Err(AuditError::Key("a PUBLIC KEY block is not closed".into()));
+    }
+    if keys.is_empty() {
+        return Err(AuditError::Key("no PUBLIC KEY block found".into()));
+    }
+    Ok(keys)
+}
+
+/// What a checkpoint's signature is worth. Without `pinned` keys, it must verify under the key
+/// the database names; with them, under one of those, because whoever can rewrite the database
+/// can also replace its key and sign again.
+pub fn judge(
+    checkpoint: &Checkpoint,
+    stored_keys: &BTreeMap<String, Vec<u8>>,
+    pinned: Option<&[Vec<u8>]>,
+) -> Option<Finding> {
+    let stored_verifies = stored_keys
+        .get(&checkpoint.key_id)
+        .is_some_and(|key| signature_verifies(checkpoint, key));
+    match pinned {
+        Some(pinned) if pinned.iter().any(|key| signature_verifies(checkpoint, key)) => None,
+        Some(_) if stored_verifies => Some(Finding::Unpinned {
+            position: checkpoint.position,
+            key_id: checkpoint.key_id.clone(),
+        }),
+        None if stored_verifies => None,
+        Some(_) | None => Some(Finding::BadSignature {
+            position: checkpoint.position,
+        }),
+    }
+}
+
 /// Every checkpoint key's public half, by id.
 pub async fn public_keys(
     client: &impl GenericClient,
@@ -311,6 +387,13 @@ pub enum Finding {
     BadSignature { position: i64 },
     /// The log's hash at a signed checkpoint differs from the signed one.
     CheckpointMismatch { position: i64 },
+    /// A checkpoint verifies under the database's key `key_id` but under no key the auditor
+    /// pinned: the key (and the signature) may have been replaced with the log.
+    Unpinned { position: i64, key_id: String },
+    /// Keys were pinned but no checkpoint up to the head (`position`) is signed by one: they
+    /// were all re-signed (see `Unpinned`) or deleted, since a key is made with the first
+    /// checkpoint and so one signed by it existed.
+    NoPinnedCheckpoint { position: i64 },
     /// The head row disagrees with the last event (its position or hash).
     Head { position: i64 },
 }
@@ -325,6 +408,8 @@ impl Finding {
             | Finding::Unhashed { position }
             | Finding::BadSignature { position }
             | Finding::CheckpointMismatch { position }
+            | Finding::Unpinned { position, .. }
+            | Finding::NoPinnedCheckpoint { position }
             | Finding::Head { position } => *position,
         }
     }
@@ -366,6 +451,14 @@ impl fmt::Display for Finding {
             Finding::CheckpointMismatch { position } => write!(
                 f,
                 "position {position}: the log's hash differs from the signed checkpoint"
+            ),
+            Finding::Unpinned { position, key_id } => write!(
+                f,
+                "position {position}: checkpoint not signed by a trusted key (signed by key {key_id} of the database)"
+            ),
+            Finding::NoPinnedCheckpoint { position } => write!(
+                f,
+                "position {position}: no checkpoint up to the head is signed by a trusted key"
             ),
             Finding::Head { position } => write!(
                 f,
@@ -621,6 +714,96 @@ mod tests {
             walk.findings,
             vec![Finding::CheckpointMismatch { position: 3 }]
         );
+    }
+
+    fn signed_by(pair: &Ed25519KeyPair, position: i64) -> Checkpoint {
+        Checkpoint {
+            position,
+            hash: vec![7; 32],
+            key_id: key_id(pair.public_key().as_ref()),
+            signature: pair.sign(&statement(position, &[7; 32])).as_ref().to_vec(),
+            recorded_by: SCHEDULE.into(),
+            recorded_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn new_pair() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn a_public_key_survives_its_pem_form_among_other_text() {
+        let (a, b) = (new_pair(), new_pair());
+        let text = format!(
+            "# key one\n{}\n# key two\n{}",
+            public_key_pem(a.public_key().as_ref()),
+            public_key_pem(b.public_key().as_ref())
+        );
+        assert_eq!(
+            pinned_keys(&text).unwrap(),
+            vec![
+                a.public_key().as_ref().to_vec(),
+                b.public_key().as_ref().to_vec()
+            ]
+        );
+        // `openssl genpkey -algorithm ed25519 | openssl pkey -pubout` writes this prefix too.
+        assert!(public_key_pem(&[0; 32]).contains("MCowBQYDK2VwAyEA"));
+        let openssl = "-----BEGIN PUBLIC KEY-----\n\
+            MCowBQYDK2VwAyEAARtsdax6rw6EtnpKoJ+cjwUkRCcbi+XlXsgVlxKTExI=\n\
+            -----END PUBLIC KEY-----\n";
+        assert_eq!(pinned_keys(openssl).unwrap()[0].len(), 32);
+    }
+
+    #[test]
+    fn pem_text_without_an_ed25519_key_is_refused() {
+        for text in [
+            "",
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----",
+            "-----BEGIN PUBLIC KEY-----\nnot base64!\n-----END PUBLIC KEY-----",
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(
+                matches!(pinned_keys(text), Err(AuditError::Key(_))),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pinned_key_alone_vouches_for_a_checkpoint() {
+        let (auditors, replaced) = (new_pair(), new_pair());
+        let stored: BTreeMap<String, Vec<u8>> = [&auditors, &replaced]
+            .iter()
+            .map(|pair| {
+                let public = pair.public_key().as_ref().to_vec();
+                (key_id(&public), public)
+            })
+            .collect();
+        let pinned = vec![auditors.public_key().as_ref().to_vec()];
+        let original = signed_by(&auditors, 3);
+        let resigned = signed_by(&replaced, 5);
+
+        assert_eq!(judge(&original, &stored, None), None);
+        assert_eq!(judge(&resigned, &stored, None), None);
+        assert_eq!(judge(&original, &stored, Some(&pinned)), None);
+        assert_eq!(
+            judge(&resigned, &stored, Some(&pinned)),
+            Some(Finding::Unpinned {
+                position: 5,
+                key_id: key_id(replaced.public_key().as_ref())
+            })
+        );
+        // The database lost the key row: the pinned key still vouches.
+        assert_eq!(judge(&original, &BTreeMap::new(), Some(&pinned)), None);
+        let mut forged = original.clone();
+        forged.signature[0] ^= 1;
+        for pins in [None, Some(pinned.as_slice())] {
+            assert_eq!(
+                judge(&forged, &stored, pins),
+                Some(Finding::BadSignature { position: 3 })
+            );
+        }
     }
 
     #[test]

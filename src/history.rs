@@ -115,6 +115,62 @@ pub async fn user_as_of(
     Ok(users::fold_history(user_id, &facts)?)
 }
 
+/// The events of the named streams of one type, decoded, in position order.
+pub async fn streams(
+    db: &impl GenericClient,
+    keyring: &Keyring,
+    stream_type: &str,
+    ids: &[String],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let statement = db
+        .prepare_cached(&format!(
+            "{SELECT_EVENTS} WHERE e.stream_type = $1 AND e.stream_id = ANY($2) ORDER BY e.position"
+        ))
+        .await?;
+    let rows = db.query(&statement, &[&stream_type, &ids]).await?;
+    decode_all(keyring, &rows)
+}
+
+/// The scopes (`interaction:<id>`, `management:<hash>`) that mailed a verification code to one
+/// of `recipient_hashes`, the keyed hashes `verification_code.sent` keeps in the clear: how an
+/// interaction abandoned before it named an account is found (migration 0036 indexes them).
+pub async fn code_scopes_sent_to(
+    db: &impl GenericClient,
+    recipient_hashes: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT DISTINCT stream_id FROM events \
+             WHERE event_type = 'verification_code.sent' \
+             AND payload->>'recipientHash' = ANY($1) ORDER BY stream_id",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&recipient_hashes]).await?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// The interactions that verified (or failed to verify) an identifier whose keyed hash is one
+/// of `identifier_keys` (`identifierKey`, in the clear beside the sealed identifier): found
+/// whether or not they named an account (migration 0036 indexes them).
+pub async fn interactions_typing(
+    db: &impl GenericClient,
+    identifier_keys: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let statement = db
+        .prepare_cached(
+            "SELECT DISTINCT stream_id FROM events \
+             WHERE event_type IN ('interaction.verified', 'interaction.verification_failed') \
+             AND payload->>'identifierKey' = ANY($1) ORDER BY stream_id",
+        )
+        .await?;
+    let rows = db.query(&statement, &[&identifier_keys]).await?;
+    rows.iter()
+        .map(|row| row.try_get(0).map_err(StoreError::from))
+        .collect()
+}
+
 /// One page of the events whose data subject is `subject`, newest first, and how many there are.
 pub async fn subject_trail(
     db: &impl GenericClient,

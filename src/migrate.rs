@@ -33,6 +33,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (22, "0022_custom_data_policy"),
     (26, "0026_hash_chain"),
     (34, "0034_user_listing"),
+    (35, "0035_logs_payload_json"),
+    (36, "0036_erasure_lookups"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

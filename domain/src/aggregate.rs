@@ -95,10 +95,79 @@ pub fn encode<E: Event>(event: &E) -> Result<Encoded, CodecError> {
     })
 }
 
+/// The inverse of `encode`. The payload is read in place: no tagged copy of it is built, and
+/// the tag comes before the content, so serde decodes the content straight into the variant
+/// (the other way round it buffers the whole payload first; replay decodes every event).
 pub fn decode<E: Event>(event_type: &str, payload: &Value) -> Result<E, CodecError> {
-    let tagged = serde_json::json!({ "type": event_type, "data": payload });
-    serde_json::from_value(tagged).map_err(|source| CodecError::Decode {
+    E::deserialize(Tagged {
+        event_type,
+        payload,
+    })
+    .map_err(|source| CodecError::Decode {
         event_type: event_type.to_owned(),
         source,
     })
+}
+
+/// `{"type": event_type, "data": payload}` to serde, in that order, without building it.
+struct Tagged<'a> {
+    event_type: &'a str,
+    payload: &'a Value,
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(TaggedEntries {
+            tagged: self,
+            next: 0,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+struct TaggedEntries<'a> {
+    tagged: Tagged<'a>,
+    /// The entry whose key comes next: 0 the tag, 1 the content, 2 none.
+    next: u8,
+}
+
+impl<'de> serde::de::MapAccess<'de> for TaggedEntries<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.next {
+            0 => "type",
+            1 => "data",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.next += 1;
+        if self.next == 1 {
+            seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(
+                self.tagged.event_type,
+            ))
+        } else {
+            seed.deserialize(self.tagged.payload)
+        }
+    }
 }

@@ -104,6 +104,11 @@ pub struct Verified {
     pub verification_id: String,
     pub kind: VerificationKind,
     pub identifier: Option<Identifier>,
+    /// The keyed hash of `identifier` (never the identifier itself, which is sealed): kept in
+    /// the clear so an erasure finds an interaction that named no account by the person's
+    /// identifiers. Absent from events recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_key: Option<String>,
     /// The existing user the verification proves, if any (a verified email of a new person
     /// proves none).
     pub user_id: Option<String>,
@@ -118,6 +123,11 @@ pub struct Verified {
 pub struct Failed {
     pub kind: VerificationKind,
     pub identifier: Option<Identifier>,
+    /// The keyed hash of `identifier` (never the identifier itself, which is sealed): kept in
+    /// the clear so an erasure finds an interaction that named no account by the person's
+    /// identifiers. Absent from events recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_key: Option<String>,
     pub user_id: Option<String>,
     /// Logto's error code, e.g. `session.invalid_credentials`.
     pub reason: String,
@@ -759,6 +769,7 @@ mod tests {
             verification_id: id.into(),
             kind,
             identifier: None,
+            identifier_key: None,
             user_id: user.map(str::to_owned),
             one_time_token_id: None,
         })
@@ -785,12 +796,14 @@ mod tests {
                 verification_id: "v1".into(),
                 kind: VerificationKind::EmailVerificationCode,
                 identifier: typed.clone(),
+                identifier_key: Some("k".into()),
                 user_id: Some("u1".into()),
                 one_time_token_id: None,
             }),
             InteractionEventRecord::VerificationFailed(Failed {
                 kind: VerificationKind::Password,
                 identifier: typed,
+                identifier_key: Some("k".into()),
                 user_id: Some("u1".into()),
                 reason: "session.invalid_credentials".into(),
             }),

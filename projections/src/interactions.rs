@@ -209,7 +209,7 @@ pub async fn ids_of_user(
         .query(
             "SELECT id FROM interactions WHERE user_id = $1 \
              UNION SELECT payload->>'interactionId' FROM logs \
-             WHERE user_id = $1 AND payload ? 'interactionId' ORDER BY 1",
+             WHERE user_id = $1 AND payload->>'interactionId' IS NOT NULL ORDER BY 1",
             &[&user_id],
         )
         .await?;

@@ -573,10 +573,12 @@ impl Projection for Logs {
         &["logs"]
     }
 
-    /// The list orders of `/api/logs` and the webhook statistics. `logs_user` stays: erasing a
-    /// user rewrites their entries by `user_id` during the fold.
+    /// The primary key (no fold reads an entry by id), the list orders of `/api/logs` and the
+    /// webhook statistics. `logs_user` stays: erasing a user rewrites their entries by
+    /// `user_id` during the fold.
     fn deferred_indexes(&self) -> &'static [&'static str] {
         &[
+            "logs_pkey",
             "logs_created_at",
             "logs_application",
             "logs_key",
@@ -643,11 +645,12 @@ async fn forget(
     user_id: &str,
     traces: &domain::user::Traces,
 ) -> Result<(), ProjectionError> {
+    // The payload is stored as `json` (migration 0035); key removal and merging are jsonb's.
     let kept: Vec<&str> = KEPT_AFTER_ERASURE.to_vec();
     db.execute(
         "UPDATE logs SET payload = ( \
-           SELECT coalesce(jsonb_object_agg(k, v), '{}') FROM jsonb_each(payload) AS e(k, v) \
-           WHERE k = ANY($2)) \
+           SELECT coalesce(jsonb_object_agg(k, v), '{}')::json \
+           FROM jsonb_each(payload::jsonb) AS e(k, v) WHERE k = ANY($2)) \
          WHERE user_id = $1",
         &[&user_id, &kept],
     )
@@ -655,7 +658,7 @@ async fn forget(
     if !traces.interactions.is_empty() || !traces.one_time_tokens.is_empty() {
         let sealed: Vec<&str> = SEALED_IN_TRACES.to_vec();
         db.execute(
-            "UPDATE logs SET payload = payload - $3::text[] \
+            "UPDATE logs SET payload = (payload::jsonb - $3::text[])::json \
              WHERE payload->>'interactionId' = ANY($1) OR payload->>'oneTimeTokenId' = ANY($2)",
             &[&traces.interactions, &traces.one_time_tokens, &sealed],
         )
@@ -664,7 +667,8 @@ async fn forget(
     if !traces.hook_deliveries.is_empty() {
         let sealed: Vec<&str> = SEALED_IN_DELIVERIES.to_vec();
         db.execute(
-            "UPDATE logs SET payload = (payload - $2::text[]) || '{\"hookRequest\": null}' \
+            "UPDATE logs SET payload = \
+               ((payload::jsonb - $2::text[]) || '{\"hookRequest\": null}')::json \
              WHERE key LIKE 'TriggerHook.%' \
                AND (payload->>'hookId') || ':' || (payload->>'eventPosition') = ANY($1)",
             &[&traces.hook_deliveries, &sealed],

@@ -9,7 +9,7 @@
 //! what `jsonb_populate_recordset` would give the column's input function; any other row set
 //! falls back to INSERT.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Mutex, PoisonError};
@@ -20,10 +20,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::task::JoinHandle;
-use tokio_postgres::types::Type;
 
 use crate::ProjectionError;
+use copy_text::{CopyError, RowWriter};
 use domain::CodecError;
+
+mod copy_text;
 
 tokio::task_local! {
     /// Set by `bulk` for the folds of one refold: the COPYs still running.
@@ -179,20 +181,20 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
             .prepare_cached(&format!("SELECT * FROM {} LIMIT 0", self.table))
             .await?;
         let columns = shape.columns();
-        let mut text = String::with_capacity(rows.len() * 256);
-        for row in rows {
-            let Value::Object(fields) = serde_json::to_value(row)? else {
-                return Ok(false);
-            };
-            for (index, column) in columns.iter().enumerate() {
-                if index > 0 {
-                    text.push('\t');
-                }
-                if !copy_value(&mut text, column.type_(), fields.get(column.name())) {
-                    return Ok(false);
+        let mut text = Vec::new();
+        let mut writer = RowWriter::new(columns);
+        for (index, row) in rows.iter().enumerate() {
+            match writer.write(&mut text, row) {
+                Ok(()) => {}
+                Err(CopyError::Unsupported) => return Ok(false),
+                Err(CopyError::Serialize(message)) => {
+                    return Err(<serde_json::Error as serde::ser::Error>::custom(message).into());
                 }
             }
-            text.push('\n');
+            if index == 0 {
+                // Sized on the first line, with a margin, so that growing it rarely copies it.
+                text.reserve((text.len() + text.len() / 2) * (rows.len() - 1));
+            }
         }
         let names: Vec<String> = columns
             .iter()
@@ -225,52 +227,6 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
     }
 }
 
-/// Appends one field in COPY text format as `jsonb_populate_recordset` would have stored it:
-/// JSON null is SQL NULL for every column type; json and jsonb columns take the JSON text;
-/// other columns take the text PostgreSQL derives from the JSON scalar (a string's content,
-/// `true`/`false`, an integer's digits). `false` for what it cannot reproduce exactly
-/// (fractional numbers keep their JSON spelling there; arrays and objects become PostgreSQL
-/// arrays or composites).
-fn copy_value(text: &mut String, column: &Type, value: Option<&Value>) -> bool {
-    let plain = match value {
-        None | Some(Value::Null) => {
-            text.push_str("\\N");
-            return true;
-        }
-        Some(value) if *column == Type::JSONB || *column == Type::JSON => value.to_string(),
-        Some(Value::String(string)) => {
-            escape_into(text, string);
-            return true;
-        }
-        Some(Value::Bool(flag)) => flag.to_string(),
-        Some(Value::Number(number)) if number.is_i64() || number.is_u64() => number.to_string(),
-        Some(Value::Number(_) | Value::Array(_) | Value::Object(_)) => return false,
-    };
-    escape_into(text, &plain);
-    true
-}
-
-/// COPY text format: backslash, tab, newline and carriage return are escaped; nothing else is.
-/// The runs between them are copied whole (they are ASCII, so no UTF-8 sequence holds one of
-/// their bytes): a replay writes every JSON payload through here.
-fn escape_into(text: &mut String, value: &str) {
-    let mut rest = value;
-    while let Some(at) = rest
-        .bytes()
-        .position(|byte| matches!(byte, b'\\' | b'\t' | b'\n' | b'\r'))
-    {
-        text.push_str(&rest[..at]);
-        text.push_str(match rest.as_bytes()[at] {
-            b'\\' => "\\\\",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            _ => "\\r",
-        });
-        rest = &rest[at + 1..];
-    }
-    text.push_str(rest);
-}
-
 /// A projection keeping some state per stream of one aggregate type: it loads the state of the
 /// streams a batch touches, folds the batch in memory and writes the states back.
 #[async_trait::async_trait]
@@ -283,6 +239,14 @@ pub trait StreamFold: Sync {
     /// some also fold facts from other streams into the same rows.
     fn route(event: &domain::RecordedEvent) -> Result<Option<(String, Self::Event)>, CodecError>;
 
+    /// Whether `event`, the first of a batch routed to `key`, begins what `key` names, so that
+    /// nothing can be stored for it yet: its rows are then neither loaded nor deleted (on a big
+    /// table those lookups were most of a creation's cost). The default never says so.
+    fn begins(_key: &str, _event: &domain::RecordedEvent) -> bool {
+        false
+    }
+
+    /// The stored state of `streams` (the keys a batch touches that it does not begin).
     async fn load(
         &self,
         db: &Transaction<'_>,
@@ -292,6 +256,8 @@ pub trait StreamFold: Sync {
     /// Pure: the new state of one stream after one of its events.
     fn fold(state: &mut Self::State, event: &domain::RecordedEvent, decoded: Self::Event);
 
+    /// Writes `states` (every key the batch touched), replacing what `streams` (the keys
+    /// `load` was asked for) had stored.
     async fn store(
         &self,
         db: &Transaction<'_>,
@@ -314,14 +280,27 @@ pub async fn fold_streams<F: StreamFold>(
     if routed.is_empty() {
         return Ok(());
     }
-    let mut keys: Vec<String> = routed.iter().map(|(key, _, _)| key.clone()).collect();
+    // The keys with stored state to load and replace: those whose first event here does not
+    // begin them.
+    let mut seen = HashSet::new();
+    let mut keys: Vec<String> = Vec::new();
+    for (key, event, _) in &routed {
+        if seen.insert(key.as_str()) && !F::begins(key, event) {
+            keys.push(key.clone());
+        }
+    }
     keys.sort_unstable();
-    keys.dedup();
     let mut states = projection.load(db, &keys).await?;
     for (key, event, decoded) in routed {
         F::fold(states.entry(key).or_default(), event, decoded);
     }
     projection.store(db, &keys, states).await
+}
+
+/// `begins` for a fold keyed by the id of its own streams: a committed event with sequence 1
+/// is its stream's first (the log's unique key refuses a second one).
+pub fn begins_own_stream(key: &str, event: &domain::RecordedEvent, stream_type: &str) -> bool {
+    event.sequence == 1 && event.stream_type == stream_type && event.stream_id == key
 }
 
 /// Takes the single row each owner has in an entity table.
@@ -456,19 +435,4 @@ pub fn own_stream<E: domain::Event>(
         event.stream_id.clone(),
         domain::decode(&event.event_type, &event.payload)?,
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_into;
-
-    #[test]
-    fn copy_text_escapes_only_backslash_tab_newline_and_return() {
-        let mut text = String::from("kept\t");
-        escape_into(&mut text, "a\\b\tc\nd\re \"é\" ✓");
-        assert_eq!(text, "kept\ta\\\\b\\tc\\nd\\re \"é\" ✓");
-        let mut plain = String::new();
-        escape_into(&mut plain, "no escapes");
-        assert_eq!(plain, "no escapes");
-    }
 }

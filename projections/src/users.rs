@@ -306,6 +306,10 @@ impl StreamFold for Users {
             .map(|(key, event)| (key, UserFact::Own(Box::new(event)))))
     }
 
+    fn begins(key: &str, event: &RecordedEvent) -> bool {
+        crate::rows::begins_own_stream(key, event, "user")
+    }
+
     async fn load(
         &self,
         db: &Transaction<'_>,

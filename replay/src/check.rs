@@ -61,6 +61,7 @@ pub async fn run(environment: &Environment) -> Result<(), ReplayError> {
     progress.finish_and_clear();
     let mut differences = 0;
     for table in &tables {
+        let columns = compared_columns(&tx, table).await?;
         for (label, left, right) in [
             (
                 "only live",
@@ -76,8 +77,8 @@ pub async fn run(environment: &Environment) -> Result<(), ReplayError> {
             let rows = tx
                 .query(
                     &format!(
-                        "SELECT to_jsonb(d) FROM (SELECT * FROM {left} EXCEPT ALL \
-                         SELECT * FROM {right}) d LIMIT {SHOWN}"
+                        "SELECT to_jsonb(d) FROM (SELECT {columns} FROM {left} EXCEPT ALL \
+                         SELECT {columns} FROM {right}) d LIMIT {SHOWN}"
                     ),
                     &[],
                 )
@@ -85,8 +86,8 @@ pub async fn run(environment: &Environment) -> Result<(), ReplayError> {
             let count: i64 = tx
                 .query_one(
                     &format!(
-                        "SELECT count(*) FROM (SELECT * FROM {left} EXCEPT ALL \
-                         SELECT * FROM {right}) d"
+                        "SELECT count(*) FROM (SELECT {columns} FROM {left} EXCEPT ALL \
+                         SELECT {columns} FROM {right}) d"
                     ),
                     &[],
                 )
@@ -112,4 +113,25 @@ pub async fn run(environment: &Environment) -> Result<(), ReplayError> {
         projections::ALL.len()
     );
     Ok(())
+}
+
+/// The select list comparing a table's rows: every column, a `json` one as `jsonb` (json has no
+/// equality, and its text keeps the writer's spacing and key order, which `jsonb` does not).
+async fn compared_columns(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+) -> Result<String, ReplayError> {
+    let columns: Vec<String> = tx
+        .query(
+            "SELECT CASE WHEN atttypid = 'json'::regtype \
+                 THEN format('%I::jsonb AS %I', attname, attname) ELSE format('%I', attname) END \
+             FROM pg_attribute WHERE attrelid = format('public.%I', $1::text)::regclass \
+               AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&table],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    Ok(columns.join(", "))
 }

@@ -60,7 +60,10 @@ enum Command {
     ImportUsers(transfer::ImportArgs),
     /// Walk the hash chain and check the signed checkpoints; prints every finding, the first
     /// position first, and exits 1 when the log is not what was written.
-    Verify,
+    Verify(verify::Args),
+    /// Print the public keys that sign checkpoints (PEM), to keep outside the database for
+    /// `verify --trusted-key`.
+    CheckpointKey,
     /// Sign the chain's head now (as the server does periodically and on
     /// `POST /api/audit/checkpoints`).
     Checkpoint,
@@ -144,7 +147,8 @@ async fn run(cli: Cli) -> Result<(), ReplayError> {
         Command::RebuildAsOf(args) => as_of::run(&environment, &args).await,
         Command::ExportUsers(args) => transfer::export(&environment, &args).await,
         Command::ImportUsers(args) => transfer::import(&environment, &args).await,
-        Command::Verify => verify::run(&environment).await,
+        Command::Verify(args) => verify::run(&environment, &args).await,
+        Command::CheckpointKey => verify::checkpoint_key(&environment).await,
         Command::Checkpoint => verify::checkpoint(&environment).await,
     }
 }

@@ -141,7 +141,14 @@ async fn connection<'c>(
         *slot = None;
     }
     if slot.is_none() {
-        *slot = Some(pool.get().await?);
+        let client = pool.get().await?;
+        // The projections' statements are prepared once and run with arrays of ids: a plan
+        // made generic while a table was small (a new server, a rebuild) kept scanning the whole
+        // table once it had grown. Planning each run for its parameters costs far less.
+        client
+            .batch_execute("SET plan_cache_mode = force_custom_plan")
+            .await?;
+        *slot = Some(client);
     }
     slot.as_mut()
         .ok_or_else(|| StoreError::Internal("no appender connection".to_owned()))

@@ -246,6 +246,108 @@ async fn a_signed_checkpoint_catches_a_log_rewritten_with_fresh_hashes() {
     );
 }
 
+/// `replay verify --trusted-key <file>`'s standard output and exit code.
+fn verify_pinned(server: &TestServer, key_file: &std::path::Path) -> (Option<i32>, Vec<String>) {
+    let output = server.replay(&["verify", "--trusted-key", key_file.to_str().unwrap()]);
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (output.status.code(), lines)
+}
+
+/// `replay checkpoint-key`'s PEM, written where an auditor would keep it.
+fn pin_checkpoint_key(server: &TestServer, name: &str) -> (std::path::PathBuf, String) {
+    let output = server.replay(&["checkpoint-key"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let pem = String::from_utf8(output.stdout).unwrap();
+    let file = server.data_dir.join(name);
+    std::fs::write(&file, &pem).unwrap();
+    (file, pem)
+}
+
+#[tokio::test]
+async fn a_checkpoint_key_pinned_outside_the_database_catches_a_replaced_key() {
+    let server = TestServer::start().await;
+    // No checkpoint, no key: nothing to pin yet.
+    assert_eq!(server.replay(&["checkpoint-key"]).status.code(), Some(2));
+    create_people(&server, 2).await;
+    let checkpoint = server
+        .post("/api/audit/checkpoints", json!({}))
+        .await
+        .expect(201)
+        .clone();
+    let head = checkpoint["position"].as_i64().unwrap();
+    let (pinned, pem) = pin_checkpoint_key(&server, "auditor.pem");
+    assert_eq!(
+        pem.matches("-----BEGIN PUBLIC KEY-----").count(),
+        1,
+        "{pem}"
+    );
+    assert!(pem.contains(checkpoint["keyId"].as_str().unwrap()), "{pem}");
+
+    let (code, lines) = verify_pinned(&server, &pinned);
+    assert_eq!(code, Some(0), "{lines:?}");
+    assert!(
+        lines.contains(&format!(
+            "newest checkpoint signed by a trusted key: position {head}"
+        )),
+        "{lines:?}"
+    );
+
+    // Someone with the database cuts off the last event (the chain stays consistent), replaces
+    // the checkpoint key and has the new head signed.
+    let db = server.db().await;
+    db.batch_execute(&format!(
+        "ALTER TABLE events DISABLE TRIGGER events_append_only;          DELETE FROM events WHERE position = {head};          UPDATE event_head SET position = {head} - 1,              hash = (SELECT hash FROM events WHERE position = {head} - 1);          ALTER TABLE events ENABLE TRIGGER events_append_only;          DELETE FROM chain_checkpoints; DELETE FROM chain_keys"
+    ))
+    .await
+    .unwrap();
+    let resigned = server
+        .post("/api/audit/checkpoints", json!({}))
+        .await
+        .expect(201)
+        .clone();
+    assert_eq!(resigned["position"], json!(head - 1));
+    assert_ne!(resigned["keyId"], checkpoint["keyId"]);
+    // The database alone vouches for the forgery...
+    assert_verifies(&server);
+    // ...the pinned key does not, and names the checkpoint.
+    let (code, lines) = verify_pinned(&server, &pinned);
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with(&format!(
+            "position {}: checkpoint not signed by a trusted key",
+            head - 1
+        ))),
+        "{lines:?}"
+    );
+    // The replaced key is another key.
+    let (_, replaced) = pin_checkpoint_key(&server, "replaced.pem");
+    assert_ne!(replaced, pem);
+
+    // Deleting every checkpoint instead leaves nothing for the pinned key to vouch for.
+    db.batch_execute("DELETE FROM chain_checkpoints")
+        .await
+        .unwrap();
+    let (code, lines) = verify_pinned(&server, &pinned);
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with(&format!(
+            "position {}: no checkpoint up to the head is signed by a trusted key",
+            head - 1
+        ))),
+        "{lines:?}"
+    );
+
+    // A file holding no key is a usage error naming the file, not a verdict.
+    let garbage = server.data_dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let output = server.replay(&["verify", "--trusted-key", garbage.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("garbage.pem"));
+}
+
 /// Every occurrence of the people's personal values in `text`.
 fn leaks<'a>(text: &str, values: &'a [String]) -> Vec<&'a str> {
     values
@@ -567,6 +669,154 @@ async fn erasure_shreds_a_persons_data_everywhere_but_keeps_the_facts_and_the_ch
         .unwrap()
         .get(0);
     assert!(subject.ends_with("#1"), "{subject}");
+}
+
+/// Whether the data key of each subject is still whole.
+async fn keys_whole(server: &TestServer, subjects: &[String]) -> Vec<bool> {
+    let db = server.db().await;
+    let mut whole = Vec::new();
+    for subject in subjects {
+        let row = db
+            .query_one(
+                "SELECT wrapped_key IS NOT NULL FROM data_keys WHERE subject_id = $1",
+                &[subject],
+            )
+            .await
+            .unwrap();
+        whole.push(row.get(0));
+    }
+    whole
+}
+
+#[tokio::test]
+async fn erasure_reaches_abandoned_interactions_and_addresses_typed_only_in_a_sign_in() {
+    let server = TestServer::start().await;
+    let mail = SmtpServer::start(Options::default());
+    create_email_connector(&server, mail.config(templates("text/plain"))).await;
+    server
+        .patch(
+            "/api/sign-in-exp",
+            json!({"signIn": {"methods": [
+                {"identifier": "email", "password": false, "verificationCode": true,
+                 "isPasswordPrimary": false},
+                {"identifier": "username", "password": true, "verificationCode": false,
+                 "isPasswordPrimary": true}]}}),
+        )
+        .await
+        .expect(200);
+    let person = create_people(&server, 1).await.remove(0);
+    server
+        .patch(
+            &format!("/api/users/{person}/password"),
+            json!({"password": "Their-Password-1"}),
+        )
+        .await
+        .expect(200);
+    let app = crate::experience::app(&server, "Traditional").await;
+    let address = "person0.secret@example.com";
+    let typed_only = "person0.typed-only@example.com";
+    let strangers = "stranger.abandoned@example.com";
+
+    // 1. Mails a code to the person's address and is abandoned before it names an account.
+    let abandoned = Browser::new(&server);
+    abandoned.start(&app, "openid", &[]).await;
+    abandoned.send_code_to(address, "SignIn").await;
+    // 2. The person's sign-in, where they first asked for a code at an address no account has.
+    let signed_in = Browser::new(&server);
+    signed_in.start(&app, "openid", &[]).await;
+    signed_in.send_code_to(typed_only, "SignIn").await;
+    let verified = signed_in
+        .verify_password("person0", "Their-Password-1")
+        .await;
+    let verification_id = verified.expect(200)["verificationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    signed_in.identify(&verification_id).await;
+    signed_in.submit_and_resume(&server).await;
+    // 3. A stranger's abandoned interaction: not the person's to erase.
+    let stranger = Browser::new(&server);
+    stranger.start(&app, "openid", &[]).await;
+    stranger.send_code_to(strangers, "SignIn").await;
+    mail.wait_for(3, Duration::from_secs(30)).await;
+    // 4. The person, renamed, tries their former username: no account has it any more, so the
+    //    failure names none; abandoned.
+    server
+        .patch(
+            &format!("/api/users/{person}"),
+            json!({"username": "person0_renamed"}),
+        )
+        .await
+        .expect(200);
+    let former = Browser::new(&server);
+    former.start(&app, "openid", &[]).await;
+    former
+        .verify_password("person0", "Their-Password-1")
+        .await
+        .expect_error(422, "session.invalid_credentials");
+
+    let started: Vec<String> = server
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "interaction.started")
+        .map(|e| e.stream_id)
+        .collect();
+    assert_eq!(started.len(), 4, "{started:?}");
+    let subjects: Vec<String> = started.iter().map(|i| format!("interaction:{i}")).collect();
+    assert_eq!(keys_whole(&server, &subjects).await, [true; 4]);
+    let exported = replay_out(&server, &["export"]);
+    for value in [address, typed_only, strangers] {
+        assert!(exported.contains(value), "the export shows {value} before");
+    }
+
+    server
+        .post(&format!("/api/users/{person}/erase"), json!({}))
+        .await
+        .expect(204);
+
+    let events = server.events().await;
+    let erasure = events
+        .iter()
+        .find(|e| e.stream_id == person && e.event_type == "user.erased")
+        .expect("user.erased recorded");
+    let mut named: Vec<&str> = erasure.payload["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    named.sort_unstable();
+    let mut expected = vec![
+        started[0].as_str(),
+        started[1].as_str(),
+        started[3].as_str(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(named, expected, "the person's interactions, and only those");
+    assert_eq!(
+        erasure.payload["addresses"].as_array().unwrap().len(),
+        2,
+        "their primary email and the address they typed: {}",
+        erasure.payload
+    );
+    assert_eq!(
+        keys_whole(&server, &subjects).await,
+        [false, false, true, false]
+    );
+
+    let exported = replay_out(&server, &["export"]);
+    for value in [address, typed_only, "\"person0\""] {
+        assert!(!exported.contains(value), "the export still shows {value}");
+    }
+    assert!(exported.contains(strangers), "the stranger's data stays");
+    assert_eq!(
+        leaks(&dump(&server), &personal_values(0)),
+        Vec::<&str>::new()
+    );
+    assert!(!dump(&server).contains(typed_only));
+    server.assert_replay_check();
+    assert_verifies(&server);
 }
 
 #[tokio::test]

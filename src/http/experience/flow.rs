@@ -47,6 +47,22 @@ const DECOY_DIGEST: &str = "$argon2id$v=19$m=19456,t=2,p=1$aWRsZWRnZXItZGVjb3ktc
 pub(crate) const SENTINEL_HASH_KIND: &str = "sentinel";
 /// Keyed-hash domain of client addresses in the sentinel's rate counters.
 const SIGN_IN_IP_HASH_KIND: &str = "sign-in ip";
+const IDENTIFIER_KEY_KIND: &str = "interaction identifier";
+
+/// The keyed hash an interaction event keeps in the clear beside a typed identifier (which is
+/// sealed), so an erasure finds the interactions where one of the person's identifiers was
+/// typed, also those that named no account (`management::users::erasure`). Case folded, like
+/// the sentinel's tally.
+pub(crate) fn identifier_key(
+    keyring: &crate::crypto::Keyring,
+    kind: IdentifierType,
+    value: &str,
+) -> String {
+    keyring.lookup_hash(
+        IDENTIFIER_KEY_KIND,
+        &format!("{}:{}", kind_name(kind), value.to_lowercase()),
+    )
+}
 
 pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::new(
@@ -207,6 +223,14 @@ impl<'a> Experience<'a> {
         self.run(unit, actor).await
     }
 
+    fn identifier_key(&self, identifier: &Identifier) -> Option<String> {
+        Some(identifier_key(
+            self.state.store.keyring(),
+            identifier.kind,
+            &identifier.value,
+        ))
+    }
+
     async fn user(&self, id: &str) -> Result<Option<UserRow>, ApiError> {
         let db = self.state.store.pool().get().await?;
         Ok(users::by_id(&db, id).await?)
@@ -303,6 +327,7 @@ impl<'a> Experience<'a> {
             kind,
             value: shown.clone(),
         };
+        let identifier_key = self.identifier_key(&identifier);
         let (reason, error) = match (&user, checked) {
             (Some(user), Checked::Match { .. }) if user.is_suspended => {
                 ("user.suspended", suspended())
@@ -316,6 +341,7 @@ impl<'a> Experience<'a> {
                             verification_id: verification_id.clone(),
                             kind: VerificationKind::Password,
                             identifier: Some(identifier),
+                            identifier_key,
                             user_id: Some(user.id.clone()),
                             one_time_token_id: None,
                         },
@@ -341,6 +367,7 @@ impl<'a> Experience<'a> {
                 failed: Failed {
                     kind: VerificationKind::Password,
                     identifier: Some(identifier),
+                    identifier_key,
                     user_id: user.map(|u| u.id),
                     reason: reason.to_owned(),
                 },
@@ -393,6 +420,11 @@ impl<'a> Experience<'a> {
         )?;
         let digest = hash(plain).await?;
         let verification_id = ids::standard_id().map_err(internal)?;
+        let identifier = Identifier {
+            kind: IdentifierType::Username,
+            value: username.clone(),
+        };
+        let identifier_key = self.identifier_key(&identifier);
         let pending = serde_json::to_vec(&PendingIdentity {
             username: username.clone(),
             password: digest,
@@ -405,10 +437,8 @@ impl<'a> Experience<'a> {
                     verified: Verified {
                         verification_id: verification_id.clone(),
                         kind: VerificationKind::NewPasswordIdentity,
-                        identifier: Some(Identifier {
-                            kind: IdentifierType::Username,
-                            value: username,
-                        }),
+                        identifier: Some(identifier),
+                        identifier_key,
                         user_id: None,
                         one_time_token_id: None,
                     },

@@ -163,6 +163,7 @@ impl Experience<'_> {
             kind: IdentifierType::Email,
             value: email.clone(),
         };
+        let identifier_key = self.identifier_key(&identifier);
         let user = self.find_user(IdentifierType::Email, &email).await?;
         let checked = codes::verify(
             self.state,
@@ -178,6 +179,7 @@ impl Experience<'_> {
             let failed = Failed {
                 kind: VerificationKind::EmailVerificationCode,
                 identifier: Some(identifier),
+                identifier_key,
                 user_id: user.map(|u| u.id),
                 reason: error.code.to_owned(),
             };
@@ -214,6 +216,7 @@ impl Experience<'_> {
                         verification_id: verification_id.to_owned(),
                         kind: VerificationKind::EmailVerificationCode,
                         identifier: Some(identifier),
+                        identifier_key,
                         user_id: user.map(|u| u.id),
                         one_time_token_id: None,
                     },

@@ -277,6 +277,7 @@ impl Experience<'_> {
         let failed = Failed {
             kind,
             identifier: None,
+            identifier_key: None,
             user_id: Some(user.id.clone()),
             reason: error.code.to_owned(),
         };
@@ -331,6 +332,7 @@ impl Experience<'_> {
                         verification_id: verification_id.clone(),
                         kind,
                         identifier: None,
+                        identifier_key: None,
                         user_id: Some(user.id.clone()),
                         one_time_token_id: None,
                     },

@@ -94,6 +94,7 @@ impl Experience<'_> {
             kind: IdentifierType::Email,
             value: email.to_owned(),
         };
+        let identifier_key = self.identifier_key(&identifier);
         let verification_id = ids::standard_id().map_err(internal)?;
         let interaction_id = self.interaction.id.clone();
         let now = self.context.now_ms();
@@ -101,6 +102,7 @@ impl Experience<'_> {
             verification_id: verification_id.clone(),
             kind: VerificationKind::OneTimeToken,
             identifier: Some(identifier.clone()),
+            identifier_key: identifier_key.clone(),
             user_id: user_id.clone(),
             one_time_token_id: None,
         };
@@ -140,6 +142,7 @@ impl Experience<'_> {
             let failed = Failed {
                 kind: VerificationKind::OneTimeToken,
                 identifier: Some(identifier),
+                identifier_key,
                 user_id,
                 reason: error.code.to_owned(),
             };

@@ -218,6 +218,7 @@ impl Experience<'_> {
                             failed: Failed {
                                 kind: VerificationKind::Social,
                                 identifier: None,
+                                identifier_key: None,
                                 user_id: None,
                                 reason: error.code.to_owned(),
                             },
@@ -255,6 +256,7 @@ impl Experience<'_> {
                         verification_id: verification_id.to_owned(),
                         kind: VerificationKind::Social,
                         identifier: None,
+                        identifier_key: None,
                         user_id: owner.clone(),
                         one_time_token_id: None,
                     },
@@ -481,6 +483,7 @@ impl Experience<'_> {
                         verification_id: verification_id.to_owned(),
                         kind: VerificationKind::Social,
                         identifier: None,
+                        identifier_key: None,
                         user_id: Some(user.id.clone()),
                         one_time_token_id: None,
                     },
