@@ -2,8 +2,8 @@
 //! every node loads from the database (so all nodes sign and verify with the same keys).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
@@ -20,6 +20,9 @@ use crate::store::StoreError;
 
 /// A key set older than this is reloaded, so a rotation on another node reaches this one.
 const MAX_AGE: Duration = Duration::from_secs(5);
+/// Tokens whose signatures a node remembers having checked; past this many it forgets them all
+/// (memory stays bounded; a forgotten token is simply checked again).
+const REMEMBERED: usize = 4_096;
 
 pub struct GeneratedKey {
     pub kid: String,
@@ -143,12 +146,22 @@ impl KeySet {
         token: &str,
         validation: &Validation,
     ) -> Result<T, TokenError> {
+        let (claims, _) = self.verify_signed(token, validation)?;
+        serde_json::from_value(claims).map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+
+    /// `verify`, with the claims as JSON and the id of the key that signed them.
+    fn verify_signed(
+        &self,
+        token: &str,
+        validation: &Validation,
+    ) -> Result<(Value, String), TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Header(e.to_string()))?;
-        let verifier = header
+        let (kid, verifier) = header
             .kid
             .as_ref()
-            .and_then(|kid| self.verifiers.get(kid))
+            .and_then(|kid| self.verifiers.get_key_value(kid))
             .ok_or(TokenError::UnknownKey(header.kid.clone()))?;
         if header.alg != verifier.algorithm {
             return Err(TokenError::Invalid(
@@ -157,10 +170,45 @@ impl KeySet {
         }
         let mut validation = validation.clone();
         validation.algorithms = vec![verifier.algorithm];
-        jsonwebtoken::decode::<T>(token, &verifier.key, &validation)
-            .map(|data| data.claims)
+        jsonwebtoken::decode::<Value>(token, &verifier.key, &validation)
+            .map(|data| (data.claims, kid.clone()))
             .map_err(|e| TokenError::Invalid(e.to_string()))
     }
+}
+
+/// A token this node verified: what it was checked against and what it said.
+struct Verified {
+    kid: String,
+    validation: Validation,
+    claims: Value,
+    /// The last second (since the epoch) in which its `exp` still passes `validation`.
+    valid_through: u64,
+}
+
+impl Verified {
+    /// The claims, if a token verified under `validation` by a key still in `set` passes again
+    /// at `now`. Only `exp` can change its verdict: the signature, the key id (a part of the
+    /// remembered token) and every other claim are what they were; `nbf` only opens.
+    fn recall(&self, set: &KeySet, validation: &Validation, now: u64) -> Option<&Value> {
+        (self.validation == *validation
+            && set.verifiers.contains_key(&self.kid)
+            && now <= self.valid_through)
+            .then_some(&self.claims)
+    }
+}
+
+/// SHA-256 of the whole token (header, claims and signature): the memory's key.
+fn fingerprint(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut fingerprint = [0; 32];
+    fingerprint.copy_from_slice(digest.as_ref());
+    fingerprint
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// The node's view of the key set, reloaded from the database when stale or when a token names
@@ -169,6 +217,9 @@ pub struct SigningKeys {
     pool: Pool,
     keyring: Arc<Keyring>,
     current: RwLock<Arc<KeySet>>,
+    /// Tokens already verified here, by `fingerprint`: an ES384 signature check was ≈ 40% of
+    /// the server's CPU per Management API request, and callers reuse one token for many.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 impl SigningKeys {
@@ -178,6 +229,7 @@ impl SigningKeys {
             pool,
             keyring,
             current: RwLock::new(Arc::new(set)),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -197,6 +249,10 @@ impl SigningKeys {
 
     /// Verifies a JWT signed by one of our keys, reloading once if its key is unknown here (it
     /// may have been rotated in on another node).
+    ///
+    /// A token verified here before under the same `validation` is not checked again while its
+    /// key is still in the set and its `exp` still passes (a rotated-out key or an expiry ends
+    /// that like any other check would).
     pub async fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
@@ -206,18 +262,61 @@ impl SigningKeys {
             .current()
             .await
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        match set.verify(token, validation) {
-            Err(TokenError::UnknownKey(kid))
-                if set.loaded_at.elapsed() > Duration::from_secs(1) =>
-            {
-                let fresh = self
-                    .reload()
-                    .await
-                    .map_err(|_| TokenError::UnknownKey(kid))?;
-                fresh.verify(token, validation)
+        let fingerprint = fingerprint(token);
+        let recalled = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&fingerprint)
+            .and_then(|verified| verified.recall(&set, validation, now()).cloned());
+        let claims = match recalled {
+            Some(claims) => claims,
+            None => {
+                let (claims, kid) = match set.verify_signed(token, validation) {
+                    Err(TokenError::UnknownKey(kid))
+                        if set.loaded_at.elapsed() > Duration::from_secs(1) =>
+                    {
+                        let fresh = self
+                            .reload()
+                            .await
+                            .map_err(|_| TokenError::UnknownKey(kid))?;
+                        fresh.verify_signed(token, validation)
+                    }
+                    other => other,
+                }?;
+                self.remember(fingerprint, kid, validation, &claims);
+                claims
             }
-            other => other,
+        };
+        serde_json::from_value(claims).map_err(|e| TokenError::Invalid(e.to_string()))
+    }
+
+    /// Keeps a verified token's verdict, if it has an `exp` to end it.
+    fn remember(&self, fingerprint: [u8; 32], kid: String, validation: &Validation, claims: &Value) {
+        let Some(exp) = claims["exp"].as_u64().filter(|_| validation.validate_exp) else {
+            return;
+        };
+        // `exp` passes while `exp - reject_tokens_expiring_in_less_than` is after now (the
+        // leeway, which only lengthens that, is left to a full check).
+        let Some(valid_through) = exp
+            .checked_sub(validation.reject_tokens_expiring_in_less_than)
+            .and_then(|end| end.checked_sub(1))
+        else {
+            return;
+        };
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= REMEMBERED {
+            verified.clear();
         }
+        verified.insert(
+            fingerprint,
+            Verified {
+                kid,
+                validation: validation.clone(),
+                claims: claims.clone(),
+                valid_through,
+            },
+        );
     }
 }
 
@@ -274,5 +373,29 @@ mod tests {
         let mut tampered = token.clone();
         tampered.push('x');
         assert!(set.verify::<Value>(&tampered, &validation).is_err());
+    }
+
+    #[test]
+    fn a_remembered_verdict_holds_only_for_the_same_checks_a_known_key_and_until_exp() {
+        let key = generate_es384().unwrap();
+        let set = KeySet::of_one(&key).unwrap();
+        let mut validation = Validation::new(Algorithm::ES384);
+        validation.set_audience(&["a"]);
+        let verified = Verified {
+            kid: key.kid.clone(),
+            validation: validation.clone(),
+            claims: json!({"sub": "s"}),
+            valid_through: 1_000,
+        };
+        assert_eq!(
+            verified.recall(&set, &validation, 1_000),
+            Some(&json!({"sub": "s"}))
+        );
+        assert_eq!(verified.recall(&set, &validation, 1_001), None);
+        let mut other_audience = validation.clone();
+        other_audience.set_audience(&["b"]);
+        assert_eq!(verified.recall(&set, &other_audience, 10), None);
+        let rotated = KeySet::of_one(&generate_es384().unwrap()).unwrap();
+        assert_eq!(verified.recall(&rotated, &validation, 10), None);
     }
 }
