@@ -87,7 +87,7 @@ impl<'c> RowWriter<'c> {
     }
 }
 
-impl<'w> ser::Serializer for &'w mut RowWriter<'_> {
+impl ser::Serializer for &mut RowWriter<'_> {
     type Ok = ();
     type Error = CopyError;
     type SerializeSeq = Impossible<(), CopyError>;
