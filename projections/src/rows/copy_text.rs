@@ -30,9 +30,9 @@ impl ser::Error for CopyError {
 pub(super) struct RowWriter<'c> {
     /// Each column's name and whether it is json or jsonb.
     columns: Vec<(&'c str, bool)>,
-    /// The fields of the row being written, in the struct's order, and where each column's
-    /// value lies in it (`None`: SQL NULL).
+    /// The values of the row being written, in the struct's order.
     fields: Vec<u8>,
+    /// Where each column's value lies in `fields` (`None`: SQL NULL).
     spans: Vec<Option<(usize, usize)>>,
     /// A json value's text before it is escaped into `fields` (escaped in one pass, not per
     /// fragment the JSON writer emits).
@@ -64,7 +64,7 @@ impl<'c> RowWriter<'c> {
         }
     }
 
-    /// Appends `row` to `text` as one line. On an error `text` may end with part of the line.
+    /// Appends `row` to `text` as one line; on an error, nothing.
     pub(super) fn write<R: Serialize>(
         &mut self,
         text: &mut Vec<u8>,

@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use reqwest::Method;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::users::{Tab, User, UserHead, datetime, picker_value};
@@ -51,6 +52,30 @@ async fn head(
         notice,
         password: None,
     })
+}
+
+/// The tab's user head, then what the tab shows, from the Management API at `path`.
+async fn head_and<T: DeserializeOwned>(
+    console: &Console,
+    id: &str,
+    tab: Tab,
+    notice: Option<&'static str>,
+    path: &str,
+) -> Result<(UserHead, T), ConsoleError> {
+    let u = head(console, id, tab, notice).await?;
+    Ok((u, console.api.get(path).await?))
+}
+
+/// A change through the Management API (its answer's body unused), then back to the tab at `to`.
+async fn change_then(
+    console: &Console,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    to: &str,
+) -> Result<Response, ConsoleError> {
+    console.api.send::<Value>(method, path, body).await?;
+    Ok(see_other(to))
 }
 
 fn pretty(value: &Value) -> String {
@@ -107,14 +132,11 @@ struct LogsPage {
 }
 
 async fn logs(console: Console, Path(id): Path<String>) -> Result<Response, ConsoleError> {
-    let u = head(&console, &id, Tab::Logs, None).await?;
-    let logs = console
-        .api
-        .get(&format!(
-            "/api/logs?{}",
-            encode(&[("userId", &id), ("page_size", "50")])
-        ))
-        .await?;
+    let path = format!(
+        "/api/logs?{}",
+        encode(&[("userId", &id), ("page_size", "50")])
+    );
+    let (u, logs) = head_and(&console, &id, Tab::Logs, None, &path).await?;
     render(&LogsPage {
         f: console.frame(Section::Users),
         u,
@@ -134,8 +156,8 @@ async fn log_detail(
     console: Console,
     Path((id, log_id)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
-    let u = head(&console, &id, Tab::Logs, None).await?;
-    let log = console.api.get(&format!("/api/logs/{log_id}")).await?;
+    let path = format!("/api/logs/{log_id}");
+    let (u, log) = head_and(&console, &id, Tab::Logs, None, &path).await?;
     render(&LogPage {
         f: console.frame(Section::Users),
         u,
@@ -161,11 +183,8 @@ struct RolesPage {
 }
 
 async fn roles(console: Console, Path(id): Path<String>) -> Result<Response, ConsoleError> {
-    let u = head(&console, &id, Tab::Roles, None).await?;
-    let roles = console
-        .api
-        .get(&format!("/api/users/{id}/roles?page_size=100"))
-        .await?;
+    let path = format!("/api/users/{id}/roles?page_size=100");
+    let (u, roles) = head_and(&console, &id, Tab::Roles, None, &path).await?;
     render(&RolesPage {
         f: console.frame(Section::Users),
         u,
@@ -201,11 +220,8 @@ struct OrganizationsPage {
 }
 
 async fn organizations(console: Console, Path(id): Path<String>) -> Result<Response, ConsoleError> {
-    let u = head(&console, &id, Tab::Organizations, None).await?;
-    let organizations = console
-        .api
-        .get(&format!("/api/users/{id}/organizations"))
-        .await?;
+    let path = format!("/api/users/{id}/organizations");
+    let (u, organizations) = head_and(&console, &id, Tab::Organizations, None, &path).await?;
     render(&OrganizationsPage {
         f: console.frame(Section::Users),
         u,
@@ -280,11 +296,9 @@ async fn identities(
     Query(query): Query<DoneQuery>,
 ) -> Result<Response, ConsoleError> {
     let notice = query.done.is_some().then_some(console.t.identity_removed);
-    let u = head(&console, &id, Tab::Identities, notice).await?;
-    let with_sso: WithSso = console
-        .api
-        .get(&format!("/api/users/{id}?includeSsoIdentities=true"))
-        .await?;
+    let path = format!("/api/users/{id}?includeSsoIdentities=true");
+    let (u, with_sso): (_, WithSso) =
+        head_and(&console, &id, Tab::Identities, notice, &path).await?;
     render(&IdentitiesPage {
         f: console.frame(Section::Users),
         identities: identities_of(&u.user),
@@ -327,17 +341,14 @@ async fn remove_identity(
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     console.check(&form.csrf)?;
-    console
-        .api
-        .send::<Value>(
-            Method::DELETE,
-            &format!("/api/users/{id}/identities/{}", path_segment(&target)),
-            None,
-        )
-        .await?;
-    Ok(see_other(&format!(
-        "/console/users/{id}/identities?done=removed"
-    )))
+    change_then(
+        &console,
+        Method::DELETE,
+        &format!("/api/users/{id}/identities/{}", path_segment(&target)),
+        None,
+        &format!("/console/users/{id}/identities?done=removed"),
+    )
+    .await
 }
 
 /// A value placed in a URL path: percent-encoded so it stays one segment.
@@ -370,11 +381,8 @@ async fn mfa(
     Query(query): Query<DoneQuery>,
 ) -> Result<Response, ConsoleError> {
     let notice = query.done.is_some().then_some(console.t.factor_deleted);
-    let u = head(&console, &id, Tab::Mfa, notice).await?;
-    let factors = console
-        .api
-        .get(&format!("/api/users/{id}/mfa-verifications"))
-        .await?;
+    let path = format!("/api/users/{id}/mfa-verifications");
+    let (u, factors) = head_and(&console, &id, Tab::Mfa, notice, &path).await?;
     render(&MfaPage {
         f: console.frame(Section::Users),
         u,
@@ -388,18 +396,17 @@ async fn delete_factor(
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Result<Response, ConsoleError> {
     console.check(&form.csrf)?;
-    console
-        .api
-        .send::<Value>(
-            Method::DELETE,
-            &format!(
-                "/api/users/{id}/mfa-verifications/{}",
-                path_segment(&factor)
-            ),
-            None,
-        )
-        .await?;
-    Ok(see_other(&format!("/console/users/{id}/mfa?done=deleted")))
+    change_then(
+        &console,
+        Method::DELETE,
+        &format!(
+            "/api/users/{id}/mfa-verifications/{}",
+            path_segment(&factor)
+        ),
+        None,
+        &format!("/console/users/{id}/mfa?done=deleted"),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -449,11 +456,9 @@ async fn tokens(
         Some(_) => Some(t.saved),
         None => None,
     };
-    let u = head(&console, &id, Tab::Tokens, notice).await?;
-    let mut tokens: Vec<Token> = console
-        .api
-        .get(&format!("/api/users/{id}/personal-access-tokens"))
-        .await?;
+    let path = format!("/api/users/{id}/personal-access-tokens");
+    let (u, mut tokens): (_, Vec<Token>) =
+        head_and(&console, &id, Tab::Tokens, notice, &path).await?;
     for token in &mut tokens {
         token.shown = query.view.as_deref() == Some(token.name.as_str());
     }
@@ -506,16 +511,15 @@ async fn create_token(
     if let Some(expires_at) = expiry_ms(&form.expires)? {
         body.insert("expiresAt".to_owned(), json!(expires_at));
     }
-    console
-        .api
-        .send::<Value>(
-            Method::POST,
-            &format!("/api/users/{id}/personal-access-tokens"),
-            Some(&Value::Object(body)),
-        )
-        .await?;
     let to = encode(&[("view", form.name.trim()), ("done", "created")]);
-    Ok(see_other(&format!("/console/users/{id}/tokens?{to}")))
+    change_then(
+        &console,
+        Method::POST,
+        &format!("/api/users/{id}/personal-access-tokens"),
+        Some(&Value::Object(body)),
+        &format!("/console/users/{id}/tokens?{to}"),
+    )
+    .await
 }
 
 async fn rename_token(
@@ -524,17 +528,14 @@ async fn rename_token(
     axum::Form(form): axum::Form<TokenForm>,
 ) -> Result<Response, ConsoleError> {
     console.check(&form.csrf)?;
-    console
-        .api
-        .send::<Value>(
-            Method::PATCH,
-            &format!("/api/users/{id}/personal-access-tokens"),
-            Some(&json!({"currentName": form.current_name, "name": form.name.trim()})),
-        )
-        .await?;
-    Ok(see_other(&format!(
-        "/console/users/{id}/tokens?done=renamed"
-    )))
+    change_then(
+        &console,
+        Method::PATCH,
+        &format!("/api/users/{id}/personal-access-tokens"),
+        Some(&json!({"currentName": form.current_name, "name": form.name.trim()})),
+        &format!("/console/users/{id}/tokens?done=renamed"),
+    )
+    .await
 }
 
 async fn delete_token(
@@ -543,17 +544,14 @@ async fn delete_token(
     axum::Form(form): axum::Form<TokenForm>,
 ) -> Result<Response, ConsoleError> {
     console.check(&form.csrf)?;
-    console
-        .api
-        .send::<Value>(
-            Method::POST,
-            &format!("/api/users/{id}/personal-access-tokens/delete"),
-            Some(&json!({"name": form.current_name})),
-        )
-        .await?;
-    Ok(see_other(&format!(
-        "/console/users/{id}/tokens?done=deleted"
-    )))
+    change_then(
+        &console,
+        Method::POST,
+        &format!("/api/users/{id}/personal-access-tokens/delete"),
+        Some(&json!({"name": form.current_name})),
+        &format!("/console/users/{id}/tokens?done=deleted"),
+    )
+    .await
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::listing::{self, Listing, Paging};
+use super::command::execute;
+use super::listing::{self, Listing, Page, Paging};
 use super::lockout::{self, AccessChange};
 use super::roles::{self as role_routes, RoleResponse};
 use crate::app::AppState;
@@ -350,23 +351,13 @@ async fn list_applications(
         search: listing::search(&query, applications::SEARCH_COLUMNS)?,
     };
     let db = state.store.pool().get().await?;
-    let window = page.map(|p| projections::Window {
-        limit: p.size,
-        offset: p.offset(),
-    });
-    let (rows, total) = applications::list(&db, &filter, window).await?;
+    let (rows, total) = applications::list(&db, &filter, page.map(Page::window)).await?;
     Ok(Listing {
         rows: rows
             .into_iter()
             .map(|row| ApplicationResponse::from_row(row, None))
             .collect(),
-        paging: page.map(|page| Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: page.map(|page| Paging::new(&state, &uri, &query, page, total)),
     })
 }
 
@@ -534,15 +525,7 @@ async fn delete_application(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     lockout::check(&caller.actor, &AccessChange::DeleteApplication { id: &id })?;
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::Delete,
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    execute::<Application>(&state, caller, &context, &id, ApplicationCommand::Delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -559,15 +542,14 @@ async fn merge_custom_data(
     Path(id): Path<String>,
     Json(changes): Json<Map<String, Value>>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::MergeCustomData(changes),
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &id,
+        ApplicationCommand::MergeCustomData(changes),
+    )
+    .await?;
     Ok(axum::Json(find(&state, &id).await?.custom_data))
 }
 
@@ -637,12 +619,7 @@ async fn add_secret(
     Path(id): Path<String>,
     Json(body): Json<NewSecretBody>,
 ) -> Result<(StatusCode, axum::Json<SecretResponse>), ApiError> {
-    if body.name.is_empty() || body.name.chars().count() > 256 {
-        return Err(ApiError::invalid_input(
-            "body",
-            "Error in key path \"name\": must be 1 to 256 characters",
-        ));
-    }
+    check_name(&body.name)?;
     if body.expires_at.is_some_and(|at| at <= context.now_ms()) {
         return Err(ApiError::bad_request(
             "The expiration time must be in the future.",
@@ -680,24 +657,18 @@ async fn rename_secret(
     Path((id, name)): Path<(String, String)>,
     Json(body): Json<RenameSecretBody>,
 ) -> Result<axum::Json<SecretResponse>, ApiError> {
-    if body.name.is_empty() || body.name.chars().count() > 256 {
-        return Err(ApiError::invalid_input(
-            "body",
-            "Error in key path \"name\": must be 1 to 256 characters",
-        ));
-    }
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::RenameSecret {
-                name,
-                new_name: body.name.clone(),
-            },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    check_name(&body.name)?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &id,
+        ApplicationCommand::RenameSecret {
+            name,
+            new_name: body.name.clone(),
+        },
+    )
+    .await?;
     Ok(axum::Json(secret_named(&state, &id, &body.name).await?))
 }
 
@@ -729,15 +700,14 @@ async fn delete_secret(
             others,
         },
     )?;
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::DeleteSecret { name },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &id,
+        ApplicationCommand::DeleteSecret { name },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -816,17 +786,16 @@ async fn assign_roles(
 ) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id).await?;
     check_roles(&state, &body.role_ids).await?;
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::AssignRoles {
-                role_ids: body.role_ids,
-            },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &id,
+        ApplicationCommand::AssignRoles {
+            role_ids: body.role_ids,
+        },
+    )
+    .await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -852,17 +821,16 @@ async fn replace_roles(
             role_ids: &body.role_ids,
         },
     )?;
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::ReplaceRoles {
-                role_ids: body.role_ids,
-            },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &id,
+        ApplicationCommand::ReplaceRoles {
+            role_ids: body.role_ids,
+        },
+    )
+    .await?;
     Ok(StatusCode::OK)
 }
 
@@ -885,14 +853,13 @@ async fn remove_role(
             role_id: &role_id,
         },
     )?;
-    state
-        .store
-        .execute::<Application>(
-            &id,
-            ApplicationCommand::RemoveRole { role_id },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &id))?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &id,
+        ApplicationCommand::RemoveRole { role_id },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

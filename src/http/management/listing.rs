@@ -1,11 +1,12 @@
 //! How Logto lists: `page`/`page_size` with `Total-Number` and one `Link` header per relation,
 //! and the search syntax of `search`, `search.<field>`, `mode`, `joint`, `isCaseSensitive`.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use projections::search::{Mode, Search, Term};
 use serde::Serialize;
 
+use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::QueryPairs;
 
@@ -23,6 +24,14 @@ pub struct Page {
 impl Page {
     pub fn offset(&self) -> i64 {
         (self.number - 1) * self.size
+    }
+
+    /// The rows of this page, as the projections' list queries take them.
+    pub fn window(self) -> projections::Window {
+        projections::Window {
+            limit: self.size,
+            offset: self.offset(),
+        }
     }
 }
 
@@ -64,6 +73,14 @@ pub fn page(query: &QueryPairs, optional: bool) -> Result<Option<Page>, ApiError
     Ok(Some(Page { number, size }))
 }
 
+/// The requested page where Logto always paginates (page 1 of 20 rows when not asked).
+pub fn required_page(query: &QueryPairs) -> Result<Page, ApiError> {
+    Ok(page(query, false)?.unwrap_or(Page {
+        number: 1,
+        size: DEFAULT_PAGE_SIZE,
+    }))
+}
+
 /// A list response: the rows, plus `Total-Number` and `Link` headers when paginated.
 pub struct Listing<T> {
     pub rows: Vec<T>,
@@ -80,6 +97,17 @@ pub struct Paging {
 }
 
 impl Paging {
+    /// The paging of `page` of a listing of `total` rows served at the request's `uri`.
+    pub fn new(state: &AppState, uri: &Uri, query: &QueryPairs, page: Page, total: i64) -> Paging {
+        Paging {
+            page,
+            total,
+            endpoint: state.endpoint.clone(),
+            path: uri.path().to_owned(),
+            query: query.0.clone(),
+        }
+    }
+
     /// One `Link` value per relation, as a running Logto sends them: absolute URLs with the path
     /// relative to the `/api` mount and the original query with `page` replaced.
     pub fn links(&self) -> Vec<String> {
@@ -258,6 +286,14 @@ mod tests {
             })
         );
         assert_eq!(page(&query(&[]), true).unwrap(), None);
+        assert_eq!(
+            required_page(&query(&[("page", "3")])).unwrap(),
+            Page {
+                number: 3,
+                size: 20
+            }
+        );
+        assert!(required_page(&query(&[("page_size", "0")])).is_err());
         assert!(page(&query(&[("page_size", "101")]), false).is_err());
         assert!(page(&query(&[("page", "0")]), false).is_err());
         assert!(page(&query(&[("page", "x")]), true).is_err());

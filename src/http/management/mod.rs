@@ -5,6 +5,7 @@
 mod appid;
 pub mod applications;
 pub mod audit;
+mod command;
 mod configs;
 mod connectors;
 pub mod custom_data_policy;

@@ -12,7 +12,9 @@ use domain::organization::{
 };
 use domain::patch::Patch;
 use domain::role::RoleType;
-use projections::organizations::{self, MemberFilter, OrganizationRow, RoleRef};
+use projections::organizations::{
+    self, MemberFilter, OrganizationRoleRow, OrganizationRow, RoleRef,
+};
 use projections::search::{Mode, Search, Term};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -20,6 +22,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::command::execute;
 use super::listing::{self, Listing, Page, Paging};
 use super::organization_roles::OrganizationRoleResponse;
 use super::roles::FeaturedUserResponse;
@@ -325,12 +328,14 @@ pub(super) fn not_exists(entity: &str) -> ApiError {
     )
 }
 
-/// The domain's refusal, answered before the command is even built.
-fn require_membership(user_id: &str) -> ApiError {
-    domain::Rejection::from(OrganizationError::NotAMember {
-        user_id: user_id.to_owned(),
-    })
-    .into()
+/// A relation row of a role here: Logto deletes it, or answers `entity.not_found` when there is
+/// none.
+fn require_listed(roles: &[OrganizationRoleRow], role_id: &str) -> Result<(), ApiError> {
+    if roles.iter().any(|role| role.id == role_id) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found())
+    }
 }
 
 fn dedup(ids: Vec<String>) -> Vec<String> {
@@ -348,12 +353,17 @@ async fn find(state: &AppState, id: &str) -> Result<OrganizationRow, ApiError> {
         .ok_or_else(|| ApiError::not_exists_with_id("organization", id))
 }
 
+async fn exists(state: &AppState, id: &str) -> Result<bool, ApiError> {
+    let db = state.store.pool().get().await?;
+    Ok(organizations::by_id(&db, id).await?.is_some())
+}
+
 /// The organization a relation is inserted into must exist.
 async fn relation_target(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let db = state.store.pool().get().await?;
-    match organizations::by_id(&db, id).await? {
-        Some(_) => Ok(()),
-        None => Err(relation_not_found()),
+    if exists(state, id).await? {
+        Ok(())
+    } else {
+        Err(relation_not_found())
     }
 }
 
@@ -398,6 +408,17 @@ async fn is_member(state: &AppState, id: &str, user_id: &str) -> Result<bool, Ap
     Ok(!members.is_empty())
 }
 
+/// The domain's refusal of a non-member, answered before the command is even built.
+async fn require_membership(state: &AppState, id: &str, user_id: &str) -> Result<(), ApiError> {
+    if is_member(state, id, user_id).await? {
+        return Ok(());
+    }
+    Err(domain::Rejection::from(OrganizationError::NotAMember {
+        user_id: user_id.to_owned(),
+    })
+    .into())
+}
+
 /// Role ids from a body's ids and names (names resolved), deduplicated, then checked.
 async fn member_role_ids(state: &AppState, body: MemberRolesBody) -> Result<Vec<String>, ApiError> {
     check_ids("organizationRoleIds", &body.organization_role_ids, false)?;
@@ -436,51 +457,19 @@ async fn member_role_ids(state: &AppState, body: MemberRolesBody) -> Result<Vec<
     Ok(role_ids)
 }
 
-async fn execute(
-    state: &AppState,
-    caller: Caller,
-    context: &RequestContext,
-    id: &str,
-    command: OrganizationCommand,
-) -> Result<(), ApiError> {
-    state
-        .store
-        .execute::<Organization>(id, command, &context.metadata(caller.actor))
-        .await
-        .map_err(|e| ApiError::from(e).about("organization", id))?;
-    Ok(())
-}
-
-fn paging(state: &AppState, uri: &Uri, query: &QueryPairs, page: Page, total: i64) -> Paging {
-    Paging {
-        page,
-        total,
-        endpoint: state.endpoint.clone(),
-        path: uri.path().to_owned(),
-        query: query.0.clone(),
-    }
-}
-
-fn window(page: Page) -> projections::Window {
-    projections::Window {
-        limit: page.size,
-        offset: page.offset(),
-    }
-}
-
 fn role_listing(
     state: &AppState,
     uri: &Uri,
     query: &QueryPairs,
     page: Option<Page>,
-    (rows, total): (Vec<projections::organizations::OrganizationRoleRow>, i64),
+    (rows, total): (Vec<OrganizationRoleRow>, i64),
 ) -> Listing<OrganizationRoleResponse> {
     Listing {
         rows: rows
             .into_iter()
             .map(OrganizationRoleResponse::from)
             .collect(),
-        paging: page.map(|page| paging(state, uri, query, page, total)),
+        paging: page.map(|page| Paging::new(state, uri, query, page, total)),
     }
 }
 
@@ -501,25 +490,15 @@ async fn list_organizations(
     OriginalUri(uri): OriginalUri,
     query: QueryPairs,
 ) -> Result<Listing<OrganizationWithFeatured>, ApiError> {
-    let page = listing::page(&query, false)?.unwrap_or(Page {
-        number: 1,
-        size: 20,
-    });
+    let page = listing::required_page(&query)?;
     let db = state.store.pool().get().await?;
-    let (rows, total) = organizations::list(&db, &keyword(&query), window(page)).await?;
+    let (rows, total) = organizations::list(&db, &keyword(&query), page.window()).await?;
     let featured = query.truthy("showFeatured");
     let mut listed = Vec::with_capacity(rows.len());
     for row in rows {
         let (users_count, featured_users) = if featured {
             let (count, users) = organizations::featured_members(&db, &row.id).await?;
-            let users = users
-                .into_iter()
-                .map(|user| FeaturedUserResponse {
-                    id: user.id,
-                    avatar: user.avatar,
-                    name: user.name,
-                })
-                .collect();
+            let users = users.into_iter().map(FeaturedUserResponse::from).collect();
             (Some(count), Some(users))
         } else {
             (None, None)
@@ -532,7 +511,7 @@ async fn list_organizations(
     }
     Ok(Listing {
         rows: listed,
-        paging: Some(paging(&state, &uri, &query, page, total)),
+        paging: Some(Paging::new(&state, &uri, &query, page, total)),
     })
 }
 
@@ -552,7 +531,7 @@ async fn create_organization(
         check_length("description", description, 256)?;
     }
     let id = ids::short_id().map_err(|_| ApiError::internal())?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -607,13 +586,10 @@ async fn update_organization(
         check_length("description", description, 256)?;
     }
     // Logto updates with `UPDATE … RETURNING`, which reports a missing row as `entity.not_exists`.
-    {
-        let db = state.store.pool().get().await?;
-        if organizations::by_id(&db, &id).await?.is_none() {
-            return Err(not_exists("organization"));
-        }
+    if !exists(&state, &id).await? {
+        return Err(not_exists("organization"));
     }
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -644,13 +620,10 @@ async fn delete_organization(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // Logto's `deleteById` reports a missing row as `entity.not_found`.
-    {
-        let db = state.store.pool().get().await?;
-        if organizations::by_id(&db, &id).await?.is_none() {
-            return Err(ApiError::not_found());
-        }
+    if !exists(&state, &id).await? {
+        return Err(ApiError::not_found());
     }
-    execute(&state, caller, &context, &id, OrganizationCommand::Delete).await?;
+    execute::<Organization>(&state, caller, &context, &id, OrganizationCommand::Delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -672,19 +645,16 @@ async fn list_members(
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Result<Listing<MemberResponse>, ApiError> {
-    let page = listing::page(&query, false)?.unwrap_or(Page {
-        number: 1,
-        size: 20,
-    });
+    let page = listing::required_page(&query)?;
     let filter = MemberFilter {
         search: keyword(&query),
         organization_role_id: query.get("organizationRoleId").map(str::to_owned),
     };
     let db = state.store.pool().get().await?;
-    let (rows, total) = organizations::members(&db, &id, &filter, window(page)).await?;
+    let (rows, total) = organizations::members(&db, &id, &filter, page.window()).await?;
     Ok(Listing {
         rows: rows.into_iter().map(MemberResponse::from).collect(),
-        paging: Some(paging(&state, &uri, &query, page, total)),
+        paging: Some(Paging::new(&state, &uri, &query, page, total)),
     })
 }
 
@@ -704,7 +674,7 @@ async fn add_members(
     check_ids("userIds", &body.user_ids, true)?;
     relation_target(&state, &id).await?;
     check_users_exist(&state, &body.user_ids).await?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -738,7 +708,7 @@ async fn replace_members(
     relation_target(&state, &id).await?;
     let user_ids = dedup(body.user_ids);
     check_users_exist(&state, &user_ids).await?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -764,7 +734,7 @@ async fn remove_member(
     if !is_member(&state, &id, &user_id).await? {
         return Err(ApiError::not_found());
     }
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -834,12 +804,10 @@ async fn list_member_roles(
     Path((id, user_id)): Path<(String, String)>,
     query: QueryPairs,
 ) -> Result<Listing<OrganizationRoleResponse>, ApiError> {
-    if !is_member(&state, &id, &user_id).await? {
-        return Err(require_membership(&user_id));
-    }
+    require_membership(&state, &id, &user_id).await?;
     let page = listing::page(&query, true)?;
     let db = state.store.pool().get().await?;
-    let roles = organizations::member_roles(&db, &id, &user_id, page.map(window)).await?;
+    let roles = organizations::member_roles(&db, &id, &user_id, page.map(Page::window)).await?;
     Ok(role_listing(&state, &uri, &query, page, roles))
 }
 
@@ -857,11 +825,9 @@ async fn assign_member_roles(
     Path((id, user_id)): Path<(String, String)>,
     Json(body): Json<MemberRolesBody>,
 ) -> Result<(StatusCode, axum::Json<AssignedRoles>), ApiError> {
-    if !is_member(&state, &id, &user_id).await? {
-        return Err(require_membership(&user_id));
-    }
+    require_membership(&state, &id, &user_id).await?;
     let role_ids = member_role_ids(&state, body).await?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -894,11 +860,9 @@ async fn replace_member_roles(
     Path((id, user_id)): Path<(String, String)>,
     Json(body): Json<MemberRolesBody>,
 ) -> Result<StatusCode, ApiError> {
-    if !is_member(&state, &id, &user_id).await? {
-        return Err(require_membership(&user_id));
-    }
+    require_membership(&state, &id, &user_id).await?;
     let role_ids = member_role_ids(&state, body).await?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -926,21 +890,13 @@ async fn remove_member_role(
     context: RequestContext,
     Path((id, user_id, organization_role_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    if !is_member(&state, &id, &user_id).await? {
-        return Err(require_membership(&user_id));
-    }
-    let held = {
+    require_membership(&state, &id, &user_id).await?;
+    let (held, _) = {
         let db = state.store.pool().get().await?;
-        organizations::member_roles(&db, &id, &user_id, None)
-            .await?
-            .0
-            .iter()
-            .any(|role| role.id == organization_role_id)
+        organizations::member_roles(&db, &id, &user_id, None).await?
     };
-    if !held {
-        return Err(ApiError::not_found());
-    }
-    execute(
+    require_listed(&held, &organization_role_id)?;
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -972,7 +928,7 @@ async fn list_jit_roles(
     find(&state, &id).await?;
     let page = listing::page(&query, true)?;
     let db = state.store.pool().get().await?;
-    let roles = organizations::jit_roles(&db, &id, page.map(window)).await?;
+    let roles = organizations::jit_roles(&db, &id, page.map(Page::window)).await?;
     Ok(role_listing(&state, &uri, &query, page, roles))
 }
 
@@ -992,7 +948,7 @@ async fn add_jit_roles(
     check_ids("organizationRoleIds", &body.organization_role_ids, true)?;
     relation_target(&state, &id).await?;
     check_roles(&state, &body.organization_role_ids, false).await?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -1022,7 +978,7 @@ async fn replace_jit_roles(
     relation_target(&state, &id).await?;
     let role_ids = dedup(body.organization_role_ids);
     check_roles(&state, &role_ids, false).await?;
-    execute(
+    execute::<Organization>(
         &state,
         caller,
         &context,
@@ -1048,18 +1004,12 @@ async fn remove_jit_role(
     context: RequestContext,
     Path((id, organization_role_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let granted = {
+    let (granted, _) = {
         let db = state.store.pool().get().await?;
-        organizations::jit_roles(&db, &id, None)
-            .await?
-            .0
-            .iter()
-            .any(|role| role.id == organization_role_id)
+        organizations::jit_roles(&db, &id, None).await?
     };
-    if !granted {
-        return Err(ApiError::not_found());
-    }
-    execute(
+    require_listed(&granted, &organization_role_id)?;
+    execute::<Organization>(
         &state,
         caller,
         &context,

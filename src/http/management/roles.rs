@@ -2,6 +2,7 @@
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{StatusCode, Uri};
+use domain::Aggregate;
 use domain::application::{Application, ApplicationCommand};
 use domain::patch::Patch;
 use domain::resource::MANAGEMENT_API_RESOURCE_ID;
@@ -14,7 +15,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::listing::{self, Listing, Paging};
+use super::command::execute;
+use super::listing::{self, Listing, Page, Paging};
 use super::lockout::{self, AccessChange};
 use crate::app::AppState;
 use crate::crypto::ids;
@@ -73,6 +75,16 @@ pub struct FeaturedUserResponse {
     pub id: String,
     pub avatar: Option<String>,
     pub name: Option<String>,
+}
+
+impl From<projections::users::UserRow> for FeaturedUserResponse {
+    fn from(user: projections::users::UserRow) -> FeaturedUserResponse {
+        FeaturedUserResponse {
+            id: user.id,
+            avatar: user.avatar,
+            name: user.name,
+        }
+    }
 }
 
 /// A role in the list, with who holds it.
@@ -210,20 +222,10 @@ pub async fn list_held(
     let mut filter = role_filter(query)?;
     filter.among = Some(held);
     let db = state.store.pool().get().await?;
-    let window = page.map(|p| projections::Window {
-        limit: p.size,
-        offset: p.offset(),
-    });
-    let (rows, total) = roles::list(&db, &filter, window).await?;
+    let (rows, total) = roles::list(&db, &filter, page.map(Page::window)).await?;
     Ok(Listing {
         rows: rows.into_iter().map(RoleResponse::from).collect(),
-        paging: page.map(|page| Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: page.map(|page| Paging::new(state, uri, query, page, total)),
     })
 }
 
@@ -246,11 +248,7 @@ async fn list_roles(
     let page = listing::page(&query, false)?;
     let filter = role_filter(&query)?;
     let db = state.store.pool().get().await?;
-    let window = page.map(|p| projections::Window {
-        limit: p.size,
-        offset: p.offset(),
-    });
-    let (rows, total) = roles::list(&db, &filter, window).await?;
+    let (rows, total) = roles::list(&db, &filter, page.map(Page::window)).await?;
     let mut listed = Vec::with_capacity(rows.len());
     for row in rows {
         let (applications_count, featured) = roles::applications_of(&db, &row.id).await?;
@@ -260,11 +258,7 @@ async fn list_roles(
             users_count,
             featured_users: featured_users
                 .into_iter()
-                .map(|user| FeaturedUserResponse {
-                    id: user.id,
-                    avatar: user.avatar,
-                    name: user.name,
-                })
+                .map(FeaturedUserResponse::from)
                 .collect(),
             applications_count,
             featured_applications: featured
@@ -281,13 +275,7 @@ async fn list_roles(
     }
     Ok(Listing {
         rows: listed,
-        paging: page.map(|page| Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: page.map(|page| Paging::new(&state, &uri, &query, page, total)),
     })
 }
 
@@ -381,19 +369,18 @@ async fn update_role(
     if let Some(description) = &body.description {
         check_text("description", description, 128)?;
     }
-    state
-        .store
-        .execute::<Role>(
-            &id,
-            RoleCommand::Update(RolePatch {
-                name: body.name,
-                description: body.description,
-                is_default: body.is_default.map_or(Patch::Absent, Patch::Value),
-            }),
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("role", &id))?;
+    execute::<Role>(
+        &state,
+        caller,
+        &context,
+        &id,
+        RoleCommand::Update(RolePatch {
+            name: body.name,
+            description: body.description,
+            is_default: body.is_default.map_or(Patch::Absent, Patch::Value),
+        }),
+    )
+    .await?;
     Ok(axum::Json(find(&state, &id).await?.into()))
 }
 
@@ -409,11 +396,7 @@ async fn delete_role(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     lockout::check(&caller.actor, &AccessChange::DeleteRole { id: &id })?;
-    state
-        .store
-        .execute::<Role>(&id, RoleCommand::Delete, &context.metadata(caller.actor))
-        .await
-        .map_err(|e| ApiError::from(e).about("role", &id))?;
+    execute::<Role>(&state, caller, &context, &id, RoleCommand::Delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -455,17 +438,16 @@ async fn add_scopes(
         RoleType::MachineToMachine
     };
     check_scopes(&state, role_type, &body.scope_ids).await?;
-    state
-        .store
-        .execute::<Role>(
-            &id,
-            RoleCommand::AddScopes {
-                scope_ids: body.scope_ids.clone(),
-            },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("role", &id))?;
+    execute::<Role>(
+        &state,
+        caller,
+        &context,
+        &id,
+        RoleCommand::AddScopes {
+            scope_ids: body.scope_ids.clone(),
+        },
+    )
+    .await?;
     let db = state.store.pool().get().await?;
     let scopes = resources::scopes_by_ids(&db, &body.scope_ids).await?;
     Ok((
@@ -493,15 +475,14 @@ async fn remove_scope(
             scope_id: &scope_id,
         },
     )?;
-    state
-        .store
-        .execute::<Role>(
-            &id,
-            RoleCommand::RemoveScope { scope_id },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("role", &id))?;
+    execute::<Role>(
+        &state,
+        caller,
+        &context,
+        &id,
+        RoleCommand::RemoveScope { scope_id },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -532,6 +513,28 @@ async fn list_applications(
     Ok(axum::Json(holders))
 }
 
+/// Runs `command` on every holder's stream in one unit: each of them gets the role, or none does.
+async fn assign_to_each<A>(
+    state: &AppState,
+    caller: Caller,
+    context: &RequestContext,
+    holders: &[String],
+    command: A::Command,
+) -> Result<(), ApiError>
+where
+    A: Aggregate,
+    A::Command: Clone + Sync,
+{
+    let unit = holders.iter().fold(Unit::new(), |unit, holder| {
+        unit.then::<A>(holder.as_str(), command.clone())
+    });
+    state
+        .store
+        .run(unit, &context.metadata(caller.actor))
+        .await?;
+    Ok(())
+}
+
 /// Give a machine-to-machine role to applications, atomically.
 #[utoipa::path(post, path = "/api/roles/{id}/applications", tag = "Roles",
     params(("id" = String, Path, description = "Role id.")),
@@ -553,20 +556,11 @@ async fn assign_applications(
             "Only machine-to-machine roles can be assigned to applications.",
         ));
     }
-    let mut unit = Unit::new();
     for application_id in &body.application_ids {
         super::applications::find(&state, application_id).await?;
-        unit = unit.then::<Application>(
-            application_id,
-            ApplicationCommand::AssignRoles {
-                role_ids: vec![id.clone()],
-            },
-        );
     }
-    state
-        .store
-        .run(unit, &context.metadata(caller.actor))
-        .await?;
+    let command = ApplicationCommand::AssignRoles { role_ids: vec![id] };
+    assign_to_each::<Application>(&state, caller, &context, &body.application_ids, command).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -590,15 +584,14 @@ async fn remove_application(
             role_id: &id,
         },
     )?;
-    state
-        .store
-        .execute::<Application>(
-            &application_id,
-            ApplicationCommand::RemoveRole { role_id: id },
-            &context.metadata(caller.actor),
-        )
-        .await
-        .map_err(|e| ApiError::from(e).about("application", &application_id))?;
+    execute::<Application>(
+        &state,
+        caller,
+        &context,
+        &application_id,
+        ApplicationCommand::RemoveRole { role_id: id },
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -617,10 +610,7 @@ async fn list_users(
     query: QueryPairs,
 ) -> Result<Listing<super::users::UserResponse>, ApiError> {
     find(&state, &id).await?;
-    let page = listing::page(&query, false)?.unwrap_or(listing::Page {
-        number: 1,
-        size: 20,
-    });
+    let page = listing::required_page(&query)?;
     let filter = projections::users::UserFilter {
         search: listing::search(&query, projections::users::SEARCH_COLUMNS)?,
         exclude_role_id: None,
@@ -628,27 +618,13 @@ async fn list_users(
         exclude_organization_id: None,
     };
     let db = state.store.pool().get().await?;
-    let (rows, total) = projections::users::list(
-        &db,
-        &filter,
-        projections::Window {
-            limit: page.size,
-            offset: page.offset(),
-        },
-    )
-    .await?;
+    let (rows, total) = projections::users::list(&db, &filter, page.window()).await?;
     Ok(Listing {
         rows: rows
             .into_iter()
             .map(|row| super::users::UserResponse::from_row(row, false))
             .collect(),
-        paging: Some(Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: Some(Paging::new(&state, &uri, &query, page, total)),
     })
 }
 
@@ -680,20 +656,11 @@ async fn assign_users(
         )
         .with_data(json!({ "roleId": id })));
     }
-    let mut unit = Unit::new();
     for user_id in &body.user_ids {
         super::users::find(&state, user_id).await?;
-        unit = unit.then::<domain::user::User>(
-            user_id,
-            domain::user::UserCommand::AssignRoles {
-                role_ids: vec![id.clone()],
-            },
-        );
     }
-    state
-        .store
-        .run(unit, &context.metadata(caller.actor))
-        .await?;
+    let command = domain::user::UserCommand::AssignRoles { role_ids: vec![id] };
+    assign_to_each::<domain::user::User>(&state, caller, &context, &body.user_ids, command).await?;
     Ok(StatusCode::CREATED)
 }
 
