@@ -67,6 +67,11 @@ pub async fn refold(
     stretch: Stretch<'_>,
     mut progress: impl FnMut(i64) + Send,
 ) -> Result<u64, StoreError> {
+    // The folds' prepared statements look rows up by arrays of ids in tables this refold is
+    // filling: a generic plan made while a table was empty would scan it whole once it grew
+    // (as the appender found, `store/append.rs`).
+    tx.batch_execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        .await?;
     let reader = pool.get().await?;
     let (rows_out, rows_in) = mpsc::channel(QUEUED);
     let (events_out, mut events_in) = mpsc::channel(QUEUED);
