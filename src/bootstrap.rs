@@ -1,6 +1,7 @@
 //! What a fresh installation needs before anyone can call it, ensured at every start and safe
-//! to race between nodes: a signing key, Logto's Management API resource with its `all` scope
-//! and M2M role, and a machine-to-machine app holding that role (Keycloak's bootstrap admin).
+//! to race between nodes: a signing key, Logto's seed of the ID token's extended claims, Logto's
+//! Management API resource with its `all` scope and M2M role, and a machine-to-machine app
+//! holding that role (Keycloak's bootstrap admin).
 
 use std::fs;
 use std::io::Write;
@@ -11,6 +12,7 @@ use domain::application::{
     AppType, Application, ApplicationCommand, ApplicationError, ApplicationPatch,
     DEFAULT_SECRET_NAME, NewApplication, NewSecret,
 };
+use domain::id_token_config::{self, IdTokenConfig, IdTokenConfigCommand, IdTokenConfigs};
 use domain::resource::{
     MANAGEMENT_API_INDICATOR, MANAGEMENT_API_RESOURCE_ID, MANAGEMENT_API_ROLE_ID,
     MANAGEMENT_API_ROLE_NAME, MANAGEMENT_API_SCOPE, MANAGEMENT_API_SCOPE_ID, NewResource, NewScope,
@@ -62,6 +64,7 @@ pub struct BootstrapSettings<'a> {
 pub async fn run(store: &EventStore, settings: BootstrapSettings<'_>) -> Result<(), AppError> {
     let metadata = Metadata::system(OffsetDateTime::now_utc());
     ensure_signing_key(store, &metadata).await?;
+    ensure_id_token_config(store, &metadata).await?;
     ensure_management_api(store, &metadata).await?;
     ensure_console(store, &metadata, settings.endpoint).await?;
     ensure_bootstrap_app(store, &metadata, settings).await
@@ -96,6 +99,19 @@ async fn ensure_signing_key(store: &EventStore, metadata: &Metadata) -> Result<(
         .seal(key.vault_ref.clone(), private)
         .then::<SigningKeys>(signing_key::STREAM_ID, SigningKeyCommand::Initialize(key));
     store.run(unit, metadata).await?;
+    Ok(())
+}
+
+/// Logto's seed for the ID token's extended claims; the aggregate records it only on a log
+/// that never had a setting, so an administrator's choice survives every restart.
+async fn ensure_id_token_config(store: &EventStore, metadata: &Metadata) -> Result<(), AppError> {
+    store
+        .execute::<IdTokenConfigs>(
+            id_token_config::STREAM_ID,
+            IdTokenConfigCommand::Seed(IdTokenConfig::logto_default()),
+            metadata,
+        )
+        .await?;
     Ok(())
 }
 

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (34, "0034_user_listing"),
     (35, "0035_logs_payload_json"),
     (36, "0036_erasure_lookups"),
+    (38, "0038_id_token_config"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

@@ -14,6 +14,9 @@ pub enum GrantType {
     AuthorizationCode,
     #[serde(rename = "refresh_token")]
     RefreshToken,
+    /// RFC 8693, for subject tokens and personal access tokens.
+    #[serde(rename = "token_exchange")]
+    TokenExchange,
     /// A grant type we do not support, or none at all.
     #[serde(rename = "unknown")]
     Unknown,
@@ -26,6 +29,7 @@ impl GrantType {
             GrantType::ClientCredentials => "ClientCredentials",
             GrantType::AuthorizationCode => "AuthorizationCode",
             GrantType::RefreshToken => "RefreshToken",
+            GrantType::TokenExchange => "TokenExchange",
             GrantType::Unknown => "Unknown",
         }
     }

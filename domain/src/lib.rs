@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod grant;
 pub mod hook;
 pub mod hook_delivery;
+pub mod id_token_config;
 pub mod interaction;
 pub mod message;
 pub mod mfa;
@@ -23,6 +24,7 @@ pub mod session;
 pub mod sign_in_experience;
 pub mod signing_key;
 pub mod social_authorization;
+pub mod subject_token;
 pub mod token_set;
 pub mod upcast;
 pub mod user;
@@ -86,4 +88,13 @@ pub enum Rejection {
     CustomDataPolicy(#[from] custom_data_policy::CustomDataPolicyError),
     #[error(transparent)]
     UserTransfer(#[from] user_transfer::UserTransferError),
+    #[error(transparent)]
+    SubjectToken(#[from] subject_token::SubjectTokenError),
+}
+
+/// For aggregates that refuse nothing: a rule they cannot break needs no variant above.
+impl From<std::convert::Infallible> for Rejection {
+    fn from(never: std::convert::Infallible) -> Rejection {
+        match never {}
+    }
 }

@@ -7,6 +7,7 @@ pub mod connectors;
 pub mod custom_data_policy;
 pub mod grants;
 pub mod hooks;
+pub mod id_token_config;
 pub mod interactions;
 pub mod logs;
 pub mod messages;
@@ -80,6 +81,7 @@ pub static ALL: &[&dyn Projection] = &[
     &signing_keys::SigningKeys,
     &sign_in_experience::SignInExperiences,
     &custom_data_policy::CustomDataPolicies,
+    &id_token_config::IdTokenConfigs,
     &one_time_tokens::OneTimeTokens,
     &connectors::Connectors,
     &token_sets::TokenSets,

@@ -653,6 +653,19 @@ pub async fn tokens(
     .await
 }
 
+/// The personal access token with this keyed hash, whoever holds it (token exchange).
+pub async fn token_by_hash(
+    db: &impl GenericClient,
+    lookup_hash: &str,
+) -> Result<Option<TokenRow>, ProjectionError> {
+    document(
+        db,
+        "SELECT to_jsonb(t) FROM personal_access_tokens t WHERE lookup_hash = $1",
+        &[&lookup_hash],
+    )
+    .await
+}
+
 /// A user's second factors, oldest first.
 pub async fn mfa_verifications(
     db: &impl GenericClient,

@@ -84,6 +84,7 @@ fn grant_name(grant: GrantType) -> &'static str {
         GrantType::ClientCredentials => "client_credentials",
         GrantType::AuthorizationCode => "authorization_code",
         GrantType::RefreshToken => "refresh_token",
+        GrantType::TokenExchange => "token_exchange",
         GrantType::Unknown => "unsupported",
     }
 }

@@ -397,6 +397,12 @@ impl From<Rejection> for ApiError {
                 tracing::error!(%error, "user transfer rejected a command");
                 ApiError::internal()
             }
+            // Only the token endpoint consumes subject tokens, and it answers in OAuth's shape.
+            Rejection::SubjectToken(error) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "oidc.invalid_grant",
+                error.to_string(),
+            ),
             Rejection::Hook(error) => hook(error),
             Rejection::HookDelivery(error) => {
                 // Deliveries are only recorded by the webhook follower, never on a request.

@@ -77,6 +77,18 @@ async fn create_get_update_delete() {
         gone.body["message"],
         format!("The application with ID `{id}` does not exist.")
     );
+    // A command the store refuses for a missing stream names the entity and id just the same.
+    let refused = server
+        .patch(
+            &format!("/api/applications/{id}/custom-data"),
+            json!({"a": 1}),
+        )
+        .await;
+    refused.expect_error(404, "entity.not_exists_with_id");
+    assert_eq!(
+        refused.body["message"],
+        format!("The application with ID `{id}` does not exist.")
+    );
     server
         .delete(&format!("/api/applications/{id}"))
         .await
@@ -491,6 +503,14 @@ async fn machine_to_machine_roles() {
         .delete(&format!("/api/roles/{role_id}"))
         .await
         .expect(204);
+    let refused = server
+        .patch(&format!("/api/roles/{role_id}"), json!({"name": "again"}))
+        .await;
+    refused.expect_error(404, "entity.not_exists_with_id");
+    assert_eq!(
+        refused.body["message"],
+        format!("The role with ID `{role_id}` does not exist.")
+    );
     assert_eq!(
         server
             .get(&format!("/api/applications/{id}/roles"))

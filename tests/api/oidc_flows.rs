@@ -238,7 +238,7 @@ fn assert_invalid_grant(reply: &Reply) {
     assert_eq!(reply.body["code"], "oidc.invalid_grant", "{}", reply.body);
 }
 
-async fn userinfo(server: &TestServer, access_token: &str) -> Reply {
+pub(crate) async fn userinfo(server: &TestServer, access_token: &str) -> Reply {
     Reply::from(
         server
             .http
@@ -267,7 +267,11 @@ async fn jwks(server: &TestServer) -> JwkSet {
 
 /// The claims of an ES384 JWT whose signature, issuer, audience and expiry check out against
 /// the published keys; also returns the header's `typ`.
-async fn verified(server: &TestServer, token: &str, audience: &str) -> (Value, Option<String>) {
+pub(crate) async fn verified(
+    server: &TestServer,
+    token: &str,
+    audience: &str,
+) -> (Value, Option<String>) {
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.alg, Algorithm::ES384);
     let keys = jwks(server).await;

@@ -542,14 +542,8 @@ async fn merge_custom_data(
     Path(id): Path<String>,
     Json(changes): Json<Map<String, Value>>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &id,
-        ApplicationCommand::MergeCustomData(changes),
-    )
-    .await?;
+    let command = ApplicationCommand::MergeCustomData(changes);
+    execute::<Application>(&state, caller, &context, &id, command).await?;
     Ok(axum::Json(find(&state, &id).await?.custom_data))
 }
 
@@ -658,17 +652,11 @@ async fn rename_secret(
     Json(body): Json<RenameSecretBody>,
 ) -> Result<axum::Json<SecretResponse>, ApiError> {
     check_name(&body.name)?;
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &id,
-        ApplicationCommand::RenameSecret {
-            name,
-            new_name: body.name.clone(),
-        },
-    )
-    .await?;
+    let command = ApplicationCommand::RenameSecret {
+        name,
+        new_name: body.name.clone(),
+    };
+    execute::<Application>(&state, caller, &context, &id, command).await?;
     Ok(axum::Json(secret_named(&state, &id, &body.name).await?))
 }
 
@@ -700,14 +688,8 @@ async fn delete_secret(
             others,
         },
     )?;
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &id,
-        ApplicationCommand::DeleteSecret { name },
-    )
-    .await?;
+    let command = ApplicationCommand::DeleteSecret { name };
+    execute::<Application>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -786,16 +768,10 @@ async fn assign_roles(
 ) -> Result<impl IntoResponse, ApiError> {
     find(&state, &id).await?;
     check_roles(&state, &body.role_ids).await?;
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &id,
-        ApplicationCommand::AssignRoles {
-            role_ids: body.role_ids,
-        },
-    )
-    .await?;
+    let command = ApplicationCommand::AssignRoles {
+        role_ids: body.role_ids,
+    };
+    execute::<Application>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -821,16 +797,10 @@ async fn replace_roles(
             role_ids: &body.role_ids,
         },
     )?;
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &id,
-        ApplicationCommand::ReplaceRoles {
-            role_ids: body.role_ids,
-        },
-    )
-    .await?;
+    let command = ApplicationCommand::ReplaceRoles {
+        role_ids: body.role_ids,
+    };
+    execute::<Application>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::OK)
 }
 
@@ -853,13 +823,7 @@ async fn remove_role(
             role_id: &role_id,
         },
     )?;
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &id,
-        ApplicationCommand::RemoveRole { role_id },
-    )
-    .await?;
+    let command = ApplicationCommand::RemoveRole { role_id };
+    execute::<Application>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,9 @@
-//! `/api/configs/oidc/private-keys`: the token signing keys (list, rotate, delete the previous).
+//! `/api/configs/oidc/private-keys`: the token signing keys (list, rotate, delete the previous);
+//! `/api/configs/id-token`: which extended claims the ID token carries.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use domain::id_token_config::{self, IdTokenConfig, IdTokenConfigCommand, IdTokenConfigs};
 use domain::signing_key::{self, SigningKeyCommand, SigningKeys};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,6 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_private_keys))
         .routes(routes!(rotate_private_keys))
         .routes(routes!(delete_private_key))
+        .routes(routes!(get_id_token_config, put_id_token_config))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -115,4 +118,46 @@ async fn delete_private_key(
         .await?;
     state.keys.reload().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The ID token's extended claims (Logto's `idToken` config); 404 when none was ever recorded,
+/// and then the ID token carries none.
+#[utoipa::path(get, path = "/api/configs/id-token", tag = "Configs",
+    responses((status = 200, body = Object,
+        description = "`{ enabledExtendedClaims?: (\"custom_data\" | \"identities\" | \"sso_identities\" | \"roles\" | \"organizations\" | \"organization_data\" | \"organization_roles\")[] }`"),
+        (status = 404)),
+    security(("bearer" = [])))]
+async fn get_id_token_config(
+    State(state): State<AppState>,
+) -> Result<axum::Json<IdTokenConfig>, ApiError> {
+    let db = state.store.pool().get().await?;
+    projections::id_token_config::current(&db)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Replace the setting. A claim it leaves out disappears from ID tokens issued from now on
+/// (userinfo keeps every claim of the granted scopes); an unknown claim name is a 400.
+#[utoipa::path(put, path = "/api/configs/id-token", tag = "Configs",
+    request_body(content = Object,
+        description = "`{ enabledExtendedClaims?: [...] }` with the claim names `GET` lists."),
+    responses((status = 200, body = Object, description = "The setting now in force."),
+        (status = 400)),
+    security(("bearer" = [])))]
+async fn put_id_token_config(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    Json(config): Json<IdTokenConfig>,
+) -> Result<axum::Json<IdTokenConfig>, ApiError> {
+    state
+        .store
+        .execute::<IdTokenConfigs>(
+            id_token_config::STREAM_ID,
+            IdTokenConfigCommand::Replace(config),
+            &context.metadata(caller.actor),
+        )
+        .await?;
+    get_id_token_config(State(state)).await
 }

@@ -180,13 +180,7 @@ async fn list_hooks(
     }
     Ok(Listing {
         rows,
-        paging: page.map(|page| Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: page.map(|page| Paging::new(&state, &uri, &query, page, total)),
     })
 }
 
@@ -483,30 +477,18 @@ async fn recent_logs(
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Result<Listing<LogResponse>, ApiError> {
-    let page = listing::page(&query, false)?.unwrap_or(listing::Page {
-        number: 1,
-        size: 20,
-    });
+    let page = listing::required_page(&query)?;
     let db = state.store.pool().get().await?;
     let (rows, total) = projections::logs::recent_hook_logs(
         &db,
         &id,
         context.now_ms() - RECENT_MS,
         query.get("logKey"),
-        projections::Window {
-            limit: page.size,
-            offset: page.offset(),
-        },
+        page.window(),
     )
     .await?;
     Ok(Listing {
         rows: rows.into_iter().map(Into::into).collect(),
-        paging: Some(Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: Some(Paging::new(&state, &uri, &query, page, total)),
     })
 }

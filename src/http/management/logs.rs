@@ -75,10 +75,7 @@ async fn list_logs(
     OriginalUri(uri): OriginalUri,
     query: QueryPairs,
 ) -> Result<Listing<LogResponse>, ApiError> {
-    let page = listing::page(&query, false)?.unwrap_or(listing::Page {
-        number: 1,
-        size: 20,
-    });
+    let page = listing::required_page(&query)?;
     let filter = LogFilter {
         user_id: query.get("userId").map(str::to_owned),
         application_id: query.get("applicationId").map(str::to_owned),
@@ -96,20 +93,11 @@ async fn list_logs(
         ));
     }
     let db = state.store.pool().get().await?;
-    let window = projections::Window {
-        limit: page.size,
-        offset: page.offset(),
-    };
+    let window = page.window();
     let (rows, total) = logs::list(&db, &filter, window).await?;
     Ok(Listing {
         rows: rows.into_iter().map(LogResponse::from).collect(),
-        paging: Some(Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: Some(Paging::new(&state, &uri, &query, page, total)),
     })
 }
 

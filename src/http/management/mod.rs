@@ -19,6 +19,7 @@ mod organization_roles;
 mod organizations;
 pub mod roles;
 mod sign_in_exp;
+pub mod subject_tokens;
 pub mod users;
 mod verification_codes;
 
@@ -146,6 +147,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(organization_roles::routes())
         .merge(logs::routes())
         .merge(one_time_tokens::routes())
+        .merge(subject_tokens::routes())
         .merge(configs::routes())
         .merge(custom_data_policy::routes())
         .merge(appid::routes())

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::listing::{self, Listing, Paging};
+use super::listing::{self, Listing, Page, Paging};
 use crate::app::AppState;
 use crate::crypto::ids;
 use crate::http::auth::Caller;
@@ -302,15 +302,7 @@ async fn list_tokens(
     };
     let (rows, total) = {
         let db = state.store.pool().get().await?;
-        one_time_tokens::list(
-            &db,
-            &filter,
-            page.map(|p| projections::Window {
-                limit: p.size,
-                offset: p.offset(),
-            }),
-        )
-        .await?
+        one_time_tokens::list(&db, &filter, page.map(Page::window)).await?
     };
     let mut tokens = Vec::with_capacity(rows.len());
     for row in rows {
@@ -318,13 +310,7 @@ async fn list_tokens(
     }
     Ok(Listing {
         rows: tokens,
-        paging: page.map(|page| Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: page.map(|page| Paging::new(&state, &uri, &query, page, total)),
     })
 }
 

@@ -138,20 +138,9 @@ async fn list_organization_roles(
     OriginalUri(uri): OriginalUri,
     query: QueryPairs,
 ) -> Result<Listing<OrganizationRoleWithScopes>, ApiError> {
-    let page = listing::page(&query, false)?.unwrap_or(listing::Page {
-        number: 1,
-        size: 20,
-    });
+    let page = listing::required_page(&query)?;
     let db = state.store.pool().get().await?;
-    let (rows, total) = organizations::list_roles(
-        &db,
-        &keyword(&query),
-        projections::Window {
-            limit: page.size,
-            offset: page.offset(),
-        },
-    )
-    .await?;
+    let (rows, total) = organizations::list_roles(&db, &keyword(&query), page.window()).await?;
     Ok(Listing {
         rows: rows
             .into_iter()
@@ -161,13 +150,7 @@ async fn list_organization_roles(
                 resource_scopes: Vec::new(),
             })
             .collect(),
-        paging: Some(Paging {
-            page,
-            total,
-            endpoint: state.endpoint.clone(),
-            path: uri.path().to_owned(),
-            query: query.0.clone(),
-        }),
+        paging: Some(Paging::new(&state, &uri, &query, page, total)),
     })
 }
 

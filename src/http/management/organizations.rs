@@ -531,23 +531,17 @@ async fn create_organization(
         check_length("description", description, 256)?;
     }
     let id = ids::short_id().map_err(|_| ApiError::internal())?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::Create(NewOrganization {
-            id: id.clone(),
-            name: body.name,
-            description: body.description,
-            custom_data: body.custom_data.unwrap_or_default(),
-            is_mfa_required: body.is_mfa_required.unwrap_or(false),
-            color: body.color.unwrap_or_default(),
-            branding: body.branding.unwrap_or_default(),
-            custom_css: body.custom_css,
-        }),
-    )
-    .await?;
+    let command = OrganizationCommand::Create(NewOrganization {
+        id: id.clone(),
+        name: body.name,
+        description: body.description,
+        custom_data: body.custom_data.unwrap_or_default(),
+        is_mfa_required: body.is_mfa_required.unwrap_or(false),
+        color: body.color.unwrap_or_default(),
+        branding: body.branding.unwrap_or_default(),
+        custom_css: body.custom_css,
+    });
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(find(&state, &id).await?.into()),
@@ -589,22 +583,16 @@ async fn update_organization(
     if !exists(&state, &id).await? {
         return Err(not_exists("organization"));
     }
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::Update(OrganizationPatch {
-            name: body.name,
-            description: body.description,
-            custom_data: body.custom_data,
-            is_mfa_required: body.is_mfa_required,
-            color: body.color,
-            branding: body.branding,
-            custom_css: body.custom_css,
-        }),
-    )
-    .await?;
+    let command = OrganizationCommand::Update(OrganizationPatch {
+        name: body.name,
+        description: body.description,
+        custom_data: body.custom_data,
+        is_mfa_required: body.is_mfa_required,
+        color: body.color,
+        branding: body.branding,
+        custom_css: body.custom_css,
+    });
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(axum::Json(find(&state, &id).await?.into()))
 }
 
@@ -674,16 +662,10 @@ async fn add_members(
     check_ids("userIds", &body.user_ids, true)?;
     relation_target(&state, &id).await?;
     check_users_exist(&state, &body.user_ids).await?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::AddMembers {
-            user_ids: body.user_ids.clone(),
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::AddMembers {
+        user_ids: body.user_ids.clone(),
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     // Logto echoes the ids as sent.
     Ok((
         StatusCode::CREATED,
@@ -708,14 +690,8 @@ async fn replace_members(
     relation_target(&state, &id).await?;
     let user_ids = dedup(body.user_ids);
     check_users_exist(&state, &user_ids).await?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::ReplaceMembers { user_ids },
-    )
-    .await?;
+    let command = OrganizationCommand::ReplaceMembers { user_ids };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -734,14 +710,8 @@ async fn remove_member(
     if !is_member(&state, &id, &user_id).await? {
         return Err(ApiError::not_found());
     }
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::RemoveMember { user_id },
-    )
-    .await?;
+    let command = OrganizationCommand::RemoveMember { user_id };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -827,17 +797,11 @@ async fn assign_member_roles(
 ) -> Result<(StatusCode, axum::Json<AssignedRoles>), ApiError> {
     require_membership(&state, &id, &user_id).await?;
     let role_ids = member_role_ids(&state, body).await?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::AssignMemberRoles {
-            user_id,
-            organization_role_ids: role_ids.clone(),
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::AssignMemberRoles {
+        user_id,
+        organization_role_ids: role_ids.clone(),
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(AssignedRoles {
@@ -862,17 +826,11 @@ async fn replace_member_roles(
 ) -> Result<StatusCode, ApiError> {
     require_membership(&state, &id, &user_id).await?;
     let role_ids = member_role_ids(&state, body).await?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::ReplaceMemberRoles {
-            user_id,
-            organization_role_ids: role_ids,
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::ReplaceMemberRoles {
+        user_id,
+        organization_role_ids: role_ids,
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -896,17 +854,11 @@ async fn remove_member_role(
         organizations::member_roles(&db, &id, &user_id, None).await?
     };
     require_listed(&held, &organization_role_id)?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::RemoveMemberRole {
-            user_id,
-            organization_role_id,
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::RemoveMemberRole {
+        user_id,
+        organization_role_id,
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -948,16 +900,10 @@ async fn add_jit_roles(
     check_ids("organizationRoleIds", &body.organization_role_ids, true)?;
     relation_target(&state, &id).await?;
     check_roles(&state, &body.organization_role_ids, false).await?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::AddJitRoles {
-            organization_role_ids: body.organization_role_ids,
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::AddJitRoles {
+        organization_role_ids: body.organization_role_ids,
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -978,16 +924,10 @@ async fn replace_jit_roles(
     relation_target(&state, &id).await?;
     let role_ids = dedup(body.organization_role_ids);
     check_roles(&state, &role_ids, false).await?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::ReplaceJitRoles {
-            organization_role_ids: role_ids,
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::ReplaceJitRoles {
+        organization_role_ids: role_ids,
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1009,15 +949,9 @@ async fn remove_jit_role(
         organizations::jit_roles(&db, &id, None).await?
     };
     require_listed(&granted, &organization_role_id)?;
-    execute::<Organization>(
-        &state,
-        caller,
-        &context,
-        &id,
-        OrganizationCommand::RemoveJitRole {
-            organization_role_id,
-        },
-    )
-    .await?;
+    let command = OrganizationCommand::RemoveJitRole {
+        organization_role_id,
+    };
+    execute::<Organization>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -369,18 +369,12 @@ async fn update_role(
     if let Some(description) = &body.description {
         check_text("description", description, 128)?;
     }
-    execute::<Role>(
-        &state,
-        caller,
-        &context,
-        &id,
-        RoleCommand::Update(RolePatch {
-            name: body.name,
-            description: body.description,
-            is_default: body.is_default.map_or(Patch::Absent, Patch::Value),
-        }),
-    )
-    .await?;
+    let command = RoleCommand::Update(RolePatch {
+        name: body.name,
+        description: body.description,
+        is_default: body.is_default.map_or(Patch::Absent, Patch::Value),
+    });
+    execute::<Role>(&state, caller, &context, &id, command).await?;
     Ok(axum::Json(find(&state, &id).await?.into()))
 }
 
@@ -438,16 +432,10 @@ async fn add_scopes(
         RoleType::MachineToMachine
     };
     check_scopes(&state, role_type, &body.scope_ids).await?;
-    execute::<Role>(
-        &state,
-        caller,
-        &context,
-        &id,
-        RoleCommand::AddScopes {
-            scope_ids: body.scope_ids.clone(),
-        },
-    )
-    .await?;
+    let command = RoleCommand::AddScopes {
+        scope_ids: body.scope_ids.clone(),
+    };
+    execute::<Role>(&state, caller, &context, &id, command).await?;
     let db = state.store.pool().get().await?;
     let scopes = resources::scopes_by_ids(&db, &body.scope_ids).await?;
     Ok((
@@ -475,14 +463,8 @@ async fn remove_scope(
             scope_id: &scope_id,
         },
     )?;
-    execute::<Role>(
-        &state,
-        caller,
-        &context,
-        &id,
-        RoleCommand::RemoveScope { scope_id },
-    )
-    .await?;
+    let command = RoleCommand::RemoveScope { scope_id };
+    execute::<Role>(&state, caller, &context, &id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -584,14 +566,8 @@ async fn remove_application(
             role_id: &id,
         },
     )?;
-    execute::<Application>(
-        &state,
-        caller,
-        &context,
-        &application_id,
-        ApplicationCommand::RemoveRole { role_id: id },
-    )
-    .await?;
+    let command = ApplicationCommand::RemoveRole { role_id: id };
+    execute::<Application>(&state, caller, &context, &application_id, command).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,6 +1,7 @@
 //! What the ID token and userinfo say about a user, per granted scope (logto-compat §9).
 
 use deadpool_postgres::GenericClient;
+use domain::id_token_config::ExtendedClaim;
 use projections::ProjectionError;
 use projections::organizations::Membership;
 use projections::users::UserRow;
@@ -64,19 +65,41 @@ const PROFILE_CLAIMS: &[(&str, &str)] = &[
     ("locale", "locale"),
 ];
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    IdToken,
+#[derive(Clone, Copy)]
+pub enum Audience<'a> {
+    /// The ID token, with the extended claims the tenant enabled (`/api/configs/id-token`).
+    IdToken(&'a [ExtendedClaim]),
+    /// Userinfo shows every claim of the granted scopes.
     UserInfo,
+}
+
+impl Audience<'_> {
+    fn shows(self, scopes: &[String], claim: ExtendedClaim) -> bool {
+        has(scopes, claim.scope())
+            && match self {
+                Audience::IdToken(enabled) => enabled.contains(&claim),
+                Audience::UserInfo => true,
+            }
+    }
+}
+
+/// The ID token's extended claims as recorded; none before any setting is (as in Logto, whose
+/// bootstrap seeds one).
+pub async fn id_token_claims(
+    db: &impl GenericClient,
+) -> Result<Vec<ExtendedClaim>, ProjectionError> {
+    Ok(projections::id_token_config::current(db)
+        .await?
+        .map(|config| config.enabled().to_vec())
+        .unwrap_or_default())
 }
 
 fn has(scopes: &[String], scope: &str) -> bool {
     scopes.iter().any(|s| s == scope)
 }
 
-/// Claims for the granted `scopes`. The ID token carries Logto's default extended claims
-/// (roles, organizations, organization roles); userinfo adds custom data, identities and
-/// organization data.
+/// Claims for the granted `scopes`. The extended claims (roles, organizations, custom data, …)
+/// appear in the ID token only when the tenant enabled them, in userinfo always.
 pub fn claims(subject: &Subject, scopes: &[String], audience: Audience) -> Map<String, Value> {
     let user = &subject.user;
     let mut claims = Map::new();
@@ -115,32 +138,32 @@ pub fn claims(subject: &Subject, scopes: &[String], audience: Audience) -> Map<S
     {
         claims.insert("address".into(), address.clone());
     }
-    if has(scopes, "roles") {
+    if audience.shows(scopes, ExtendedClaim::Roles) {
         claims.insert("roles".into(), json!(subject.role_names));
     }
-    if has(scopes, "urn:logto:scope:organizations") {
+    if audience.shows(scopes, ExtendedClaim::Organizations) {
         let ids: Vec<&str> = subject
             .memberships
             .iter()
             .map(|m| m.organization.id.as_str())
             .collect();
         claims.insert("organizations".into(), json!(ids));
-        if audience == Audience::UserInfo {
-            let data: Vec<Value> = subject
-                .memberships
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.organization.id,
-                        "name": m.organization.name,
-                        "description": m.organization.description,
-                    })
-                })
-                .collect();
-            claims.insert("organization_data".into(), json!(data));
-        }
     }
-    if has(scopes, "urn:logto:scope:organization_roles") {
+    if audience.shows(scopes, ExtendedClaim::OrganizationData) {
+        let data: Vec<Value> = subject
+            .memberships
+            .iter()
+            .map(|m| {
+                json!({
+                    "id": m.organization.id,
+                    "name": m.organization.name,
+                    "description": m.organization.description,
+                })
+            })
+            .collect();
+        claims.insert("organization_data".into(), json!(data));
+    }
+    if audience.shows(scopes, ExtendedClaim::OrganizationRoles) {
         let roles: Vec<String> = subject
             .memberships
             .iter()
@@ -152,14 +175,74 @@ pub fn claims(subject: &Subject, scopes: &[String], audience: Audience) -> Map<S
             .collect();
         claims.insert("organization_roles".into(), json!(roles));
     }
-    if audience == Audience::UserInfo {
-        if has(scopes, "custom_data") {
-            claims.insert("custom_data".into(), user.custom_data.clone());
-        }
-        if has(scopes, "identities") {
-            claims.insert("identities".into(), user.identities.clone());
-            claims.insert("sso_identities".into(), json!([]));
-        }
+    if audience.shows(scopes, ExtendedClaim::CustomData) {
+        claims.insert("custom_data".into(), user.custom_data.clone());
+    }
+    if audience.shows(scopes, ExtendedClaim::Identities) {
+        claims.insert("identities".into(), user.identities.clone());
+    }
+    if audience.shows(scopes, ExtendedClaim::SsoIdentities) {
+        claims.insert("sso_identities".into(), json!([]));
     }
     claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject {
+        let user: UserRow = serde_json::from_value(json!({
+            "id": "u1", "username": "grace", "primary_email": null, "primary_phone": null,
+            "name": null, "avatar": null, "custom_data": {"team": "navy"}, "identities": {},
+            "profile": {}, "application_id": null, "is_suspended": false,
+            "password_digest": null, "password_algorithm": null, "last_sign_in_at": null,
+            "created_at": 1, "updated_at": 2
+        }))
+        .unwrap();
+        Subject {
+            user,
+            role_names: vec!["admiral".into()],
+            memberships: Vec::new(),
+        }
+    }
+
+    fn names(claims: &Map<String, Value>) -> Vec<&str> {
+        let mut names: Vec<&str> = claims.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn the_id_token_shows_only_enabled_extended_claims_of_granted_scopes() {
+        let scopes: Vec<String> = ["openid", "roles", "custom_data", "identities"]
+            .map(String::from)
+            .to_vec();
+        let subject = subject();
+        let none = claims(&subject, &scopes, Audience::IdToken(&[]));
+        assert_eq!(names(&none), ["sub"]);
+        let some = claims(
+            &subject,
+            &scopes,
+            Audience::IdToken(&[
+                ExtendedClaim::Roles,
+                ExtendedClaim::SsoIdentities,
+                // Enabled, but its scope is not granted.
+                ExtendedClaim::Organizations,
+            ]),
+        );
+        assert_eq!(names(&some), ["roles", "sso_identities", "sub"]);
+        let all = claims(&subject, &scopes, Audience::UserInfo);
+        assert_eq!(
+            names(&all),
+            [
+                "sub",
+                "roles",
+                "custom_data",
+                "identities",
+                "sso_identities"
+            ]
+        );
+        assert_eq!(all["custom_data"], json!({"team": "navy"}));
+    }
 }

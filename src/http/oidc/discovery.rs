@@ -35,7 +35,10 @@ pub async fn configuration(State(state): State<AppState>) -> Result<Json<Value>,
             "organization_data", "organization_roles", "sid", "auth_time", "iss"
         ],
         "code_challenge_methods_supported": ["S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": [
+            "authorization_code", "refresh_token", "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ],
         "id_token_signing_alg_values_supported": [algorithm],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

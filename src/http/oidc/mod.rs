@@ -8,6 +8,7 @@ pub mod error;
 mod logout;
 pub mod params;
 mod token;
+mod token_exchange;
 pub(crate) mod tokens;
 mod user_tokens;
 

@@ -18,6 +18,7 @@ use serde_json::json;
 use super::client::{self, CACHED_FROM, Cache, Client};
 use super::error::OidcError;
 use super::params::Params;
+use super::token_exchange;
 use super::user_tokens;
 use crate::app::AppState;
 use crate::crypto::ids;
@@ -27,15 +28,15 @@ use crate::store::Unit;
 
 /// Claims of a JWT access token (RFC 9068, as Logto issues them).
 #[derive(Serialize)]
-struct AccessClaims<'a> {
-    jti: &'a str,
-    sub: &'a str,
-    iat: i64,
-    exp: i64,
-    scope: &'a str,
-    client_id: &'a str,
-    iss: &'a str,
-    aud: &'a str,
+pub(super) struct AccessClaims<'a> {
+    pub jti: &'a str,
+    pub sub: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub scope: &'a str,
+    pub client_id: &'a str,
+    pub iss: &'a str,
+    pub aud: &'a str,
 }
 
 /// A successful exchange: the answer, and for machine-to-machine tokens the audit record (user
@@ -50,6 +51,7 @@ fn grant_type(name: Option<&str>) -> GrantType {
         Some("client_credentials") => GrantType::ClientCredentials,
         Some("authorization_code") => GrantType::AuthorizationCode,
         Some("refresh_token") => GrantType::RefreshToken,
+        Some(token_exchange::GRANT_TYPE) => GrantType::TokenExchange,
         Some(_) | None => GrantType::Unknown,
     }
 }
@@ -147,6 +149,14 @@ async fn exchange(
         GrantType::RefreshToken => {
             let body = user_tokens::refresh_token(state, context, params, &client).await?;
             Ok(Granted { body, issued: None })
+        }
+        GrantType::TokenExchange => {
+            let (body, issued) =
+                token_exchange::token_exchange(state, context, params, &client).await?;
+            Ok(Granted {
+                body,
+                issued: Some(issued),
+            })
         }
         GrantType::Unknown => Err(OidcError::new(
             "unsupported_grant_type",

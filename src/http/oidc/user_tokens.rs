@@ -172,7 +172,10 @@ async fn mint(
         let ttl = custom["idTokenTtl"]
             .as_i64()
             .unwrap_or(DEFAULT_ID_TOKEN_TTL_S);
-        let mut id_claims = claims::claims(request.subject, &oidc_scopes, Audience::IdToken);
+        let db = state.store.pool().get().await.map_err(ApiError::from)?;
+        let enabled = claims::id_token_claims(&db).await?;
+        let mut id_claims =
+            claims::claims(request.subject, &oidc_scopes, Audience::IdToken(&enabled));
         id_claims.insert("iss".into(), json!(state.issuer));
         id_claims.insert("aud".into(), json!(request.client.application.id));
         id_claims.insert("iat".into(), json!(now_s));

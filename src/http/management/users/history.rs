@@ -419,6 +419,7 @@ fn grant_type(grant: GrantType) -> &'static str {
         GrantType::ClientCredentials => "client credentials",
         GrantType::AuthorizationCode => "authorization code",
         GrantType::RefreshToken => "refresh token",
+        GrantType::TokenExchange => "token exchange",
         GrantType::Unknown => "unsupported grant",
     }
 }

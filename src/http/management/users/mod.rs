@@ -9,7 +9,7 @@ mod organizations;
 mod password;
 mod roles;
 pub(crate) mod sessions;
-mod tokens;
+pub mod tokens;
 
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::StatusCode;
