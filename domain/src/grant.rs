@@ -80,6 +80,13 @@ pub enum GrantCommand {
     Revoke {
         reason: String,
     },
+    /// Token exchange (RFC 8693): an opaque access token issued at once, without a code or a
+    /// sign-in; the grant exists so the token can be looked up, introspected and revoked.
+    Exchange {
+        authorization: Authorization,
+        issued: Issued,
+        now: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +121,12 @@ pub enum GrantEvent {
     RefreshReused { refresh_hash: String },
     #[serde(rename = "grant.revoked")]
     Revoked { reason: String },
+    #[serde(rename = "grant.exchanged")]
+    Exchanged {
+        authorization: Authorization,
+        issued: Issued,
+        at: i64,
+    },
 }
 
 impl cqrs_es::DomainEvent for GrantEvent {
@@ -125,6 +138,7 @@ impl cqrs_es::DomainEvent for GrantEvent {
             GrantEvent::Refreshed { .. } => "grant.refreshed",
             GrantEvent::RefreshReused { .. } => "grant.refresh_reused",
             GrantEvent::Revoked { .. } => "grant.revoked",
+            GrantEvent::Exchanged { .. } => "grant.exchanged",
         }
         .to_owned()
     }
@@ -136,7 +150,8 @@ impl cqrs_es::DomainEvent for GrantEvent {
             | GrantEvent::CodeReused { .. }
             | GrantEvent::Refreshed { .. }
             | GrantEvent::RefreshReused { .. }
-            | GrantEvent::Revoked { .. } => "1",
+            | GrantEvent::Revoked { .. }
+            | GrantEvent::Exchanged { .. } => "1",
         }
         .to_owned()
     }
@@ -171,7 +186,8 @@ pub enum GrantError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Live {
     pub authorization: Authorization,
-    pub code: Code,
+    /// `None` for a grant made by token exchange, which no code can redeem.
+    pub code: Option<Code>,
     pub code_redeemed: bool,
     pub refresh: Option<HashedToken>,
     /// Rotated-out refresh token hashes and when they were consumed.
@@ -191,7 +207,9 @@ pub enum Grant {
 impl Live {
     fn decide(&self, command: GrantCommand) -> Result<Vec<GrantEvent>, GrantError> {
         match command {
-            GrantCommand::IssueCode { .. } => Err(GrantError::NotFound),
+            GrantCommand::IssueCode { .. } | GrantCommand::Exchange { .. } => {
+                Err(GrantError::NotFound)
+            }
             GrantCommand::Revoke { .. } if self.revoked => Ok(Vec::new()),
             GrantCommand::Revoke { reason } => Ok(vec![GrantEvent::Revoked { reason }]),
             _ if self.revoked => Err(GrantError::Revoked),
@@ -203,9 +221,9 @@ impl Live {
                 now,
                 issued,
             } => {
-                if code_hash != self.code.hash {
+                let Some(code) = self.code.as_ref().filter(|code| code.hash == code_hash) else {
                     return Err(GrantError::CodeMismatch);
-                }
+                };
                 if client_id != self.authorization.client_id {
                     return Err(GrantError::ClientMismatch);
                 }
@@ -217,13 +235,13 @@ impl Live {
                         },
                     ]);
                 }
-                if now >= self.code.expires_at {
+                if now >= code.expires_at {
                     return Err(GrantError::CodeExpired);
                 }
-                if redirect_uri != self.code.redirect_uri {
+                if redirect_uri != code.redirect_uri {
                     return Err(GrantError::RedirectMismatch);
                 }
-                match (&self.code.code_challenge, &verifier_challenge) {
+                match (&code.code_challenge, &verifier_challenge) {
                     (Some(expected), Some(presented)) if expected == presented => {}
                     (None, None) => {}
                     (Some(_), _) | (None, Some(_)) => return Err(GrantError::PkceFailed),
@@ -299,6 +317,18 @@ impl Aggregate for Grant {
                 authorization,
                 code,
             }]),
+            (
+                Grant::New,
+                GrantCommand::Exchange {
+                    authorization,
+                    issued,
+                    now,
+                },
+            ) => Ok(vec![GrantEvent::Exchanged {
+                authorization,
+                issued,
+                at: now,
+            }]),
             (Grant::New, _) => Err(GrantError::NotFound),
             (Grant::Live(live), command) => live.decide(command),
         }
@@ -315,13 +345,33 @@ impl Aggregate for Grant {
             ) => {
                 *self = Grant::Live(Box::new(Live {
                     authorization: authorization.clone(),
-                    code: code.clone(),
+                    code: Some(code.clone()),
                     code_redeemed: false,
                     refresh: None,
                     consumed_refreshes: BTreeMap::new(),
                     revoked: false,
                     last_exchange: 0,
                 }));
+            }
+            (
+                Grant::New,
+                GrantEvent::Exchanged {
+                    authorization,
+                    issued,
+                    at,
+                },
+            ) => {
+                let mut live = Live {
+                    authorization: authorization.clone(),
+                    code: None,
+                    code_redeemed: false,
+                    refresh: None,
+                    consumed_refreshes: BTreeMap::new(),
+                    revoked: false,
+                    last_exchange: 0,
+                };
+                live.issue(issued, *at);
+                *self = Grant::Live(Box::new(live));
             }
             (Grant::Live(live), GrantEvent::CodeRedeemed { issued, at, .. }) => {
                 live.code_redeemed = true;
@@ -332,6 +382,7 @@ impl Aggregate for Grant {
             }
             (Grant::Live(live), GrantEvent::Revoked { .. }) => live.revoked = true,
             (Grant::Live(_), GrantEvent::CodeIssued { .. })
+            | (Grant::Live(_), GrantEvent::Exchanged { .. })
             | (Grant::Live(_), GrantEvent::CodeReused { .. })
             | (Grant::Live(_), GrantEvent::RefreshReused { .. })
             | (Grant::New, _) => {}
@@ -343,7 +394,10 @@ impl Aggregate for Grant {
         match self {
             Grant::Live(live) => Some(live.authorization.user_id.clone()),
             Grant::New => events.iter().find_map(|event| match event {
-                GrantEvent::CodeIssued { authorization, .. } => Some(authorization.user_id.clone()),
+                GrantEvent::CodeIssued { authorization, .. }
+                | GrantEvent::Exchanged { authorization, .. } => {
+                    Some(authorization.user_id.clone())
+                }
                 GrantEvent::CodeRedeemed { .. }
                 | GrantEvent::CodeReused { .. }
                 | GrantEvent::Refreshed { .. }
@@ -510,5 +564,52 @@ mod tests {
                 reason: "again".into(),
             })
             .then_expect_events(vec![]);
+    }
+
+    fn exchanged() -> GrantEvent {
+        let GrantEvent::CodeIssued { authorization, .. } = issued_code() else {
+            unreachable!("issued_code issues a code")
+        };
+        GrantEvent::Exchanged {
+            authorization,
+            issued: tokens("r1"),
+            at: 5,
+        }
+    }
+
+    #[test]
+    fn a_grant_made_by_token_exchange_has_no_code_to_redeem_and_is_made_once() {
+        let GrantEvent::Exchanged {
+            authorization,
+            issued,
+            at,
+        } = exchanged()
+        else {
+            unreachable!("exchanged is an exchange")
+        };
+        Given::<Grant>::with(())
+            .given_no_previous_events()
+            .when(GrantCommand::Exchange {
+                authorization,
+                issued,
+                now: at,
+            })
+            .then_expect_events(vec![exchanged()]);
+        Given::<Grant>::with(())
+            .given(vec![exchanged()])
+            .when(redeem(10, Some("challenge")))
+            .then_expect_error(GrantError::CodeMismatch);
+        Given::<Grant>::with(())
+            .given(vec![exchanged()])
+            .when(GrantCommand::Revoke {
+                reason: "user suspended".into(),
+            })
+            .then_expect_events(vec![GrantEvent::Revoked {
+                reason: "user suspended".into(),
+            }]);
+        assert_eq!(
+            Grant::default().data_subject("g", &[exchanged()]),
+            Some("u1".into())
+        );
     }
 }

@@ -162,6 +162,28 @@ fn fold(state: &mut State, event: &RecordedEvent, decoded: GrantEvent) {
             state.record_issue(issued, at);
         }
         GrantEvent::Refreshed { issued, .. } => state.record_issue(issued, at),
+        GrantEvent::Exchanged {
+            authorization,
+            issued,
+            at: exchanged_at,
+        } => {
+            // No sign-in, hence no session: the exchange itself is the authentication.
+            state.grant = Some(GrantRow {
+                id: event.stream_id.clone(),
+                client_id: authorization.client_id,
+                user_id: authorization.user_id,
+                session_id: authorization.session_id,
+                scopes: json!(authorization.scopes),
+                resources: json!(authorization.resources),
+                auth_time: exchanged_at,
+                nonce: None,
+                created_at: at,
+                updated_at: at,
+                revoked_at: None,
+                revoke_reason: None,
+            });
+            state.record_issue(issued, at);
+        }
         GrantEvent::CodeReused { .. } | GrantEvent::RefreshReused { .. } => {}
         GrantEvent::Revoked { reason } => {
             if let Some(grant) = &mut state.grant {

@@ -518,9 +518,11 @@ impl GrantOwners {
             return Ok(None);
         };
         let (key, token_types, scopes, mut extra) = match &decoded {
+            // An exchange is logged from its `exchange` stream (`ExchangeTokenBy.TokenExchange`).
             GrantEvent::CodeIssued { .. }
             | GrantEvent::CodeReused { .. }
-            | GrantEvent::RefreshReused { .. } => return Ok(None),
+            | GrantEvent::RefreshReused { .. }
+            | GrantEvent::Exchanged { .. } => return Ok(None),
             GrantEvent::CodeRedeemed { issued, .. } => {
                 self.exchanged(&event.stream_id, "AuthorizationCode", issued)
             }

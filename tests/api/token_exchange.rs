@@ -273,7 +273,29 @@ async fn personal_access_tokens_and_the_rules_of_who_may_exchange() {
         .await;
     assert_eq!(denied.status.as_u16(), 403, "{}", denied.body);
 
-    // A suspended user cannot be impersonated, by subject token or PAT.
+    // Without a resource: an opaque token for userinfo with the OpenID Connect scopes asked for.
+    let token = subject_token(&server, &grace).await;
+    let reply = server
+        .token_request(
+            Some((&app.0, &app.1)),
+            &[
+                ("grant_type", GRANT),
+                ("subject_token", &token),
+                ("subject_token_type", ACCESS_TOKEN),
+                ("scope", "openid profile all"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.expect(200)["scope"], "openid profile");
+    assert_eq!(reply.body["expires_in"], 3600);
+    assert!(reply.body.get("id_token").is_none() && reply.body.get("refresh_token").is_none());
+    let opaque = format!("Bearer {}", access_token(&reply));
+    let me = server.call_with(Some(&opaque), "/oidc/me").await;
+    assert_eq!(me.expect(200)["sub"], grace.as_str());
+    assert_eq!(me.body["username"], "grace");
+
+    // A suspended user cannot be impersonated, by subject token or PAT, and what was issued
+    // without a resource stops working.
     let token = subject_token(&server, &grace).await;
     server
         .patch(
@@ -289,6 +311,8 @@ async fn personal_access_tokens_and_the_rules_of_who_may_exchange() {
             "user is suspended",
         );
     }
+    let me = server.call_with(Some(&opaque), "/oidc/me").await;
+    assert_eq!(me.status.as_u16(), 401, "{}", me.body);
     server.assert_replay_check();
 }
 

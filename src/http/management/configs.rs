@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::command::execute;
 use crate::app::AppState;
 use crate::bootstrap::new_signing_key;
 use crate::http::auth::Caller;
@@ -151,13 +152,13 @@ async fn put_id_token_config(
     context: RequestContext,
     Json(config): Json<IdTokenConfig>,
 ) -> Result<axum::Json<IdTokenConfig>, ApiError> {
-    state
-        .store
-        .execute::<IdTokenConfigs>(
-            id_token_config::STREAM_ID,
-            IdTokenConfigCommand::Replace(config),
-            &context.metadata(caller.actor),
-        )
-        .await?;
+    execute::<IdTokenConfigs>(
+        &state,
+        caller,
+        &context,
+        id_token_config::STREAM_ID,
+        IdTokenConfigCommand::Replace(config),
+    )
+    .await?;
     get_id_token_config(State(state)).await
 }

@@ -236,11 +236,11 @@ mod tests {
         assert_eq!(
             names(&all),
             [
-                "sub",
-                "roles",
                 "custom_data",
                 "identities",
-                "sso_identities"
+                "roles",
+                "sso_identities",
+                "sub"
             ]
         );
         assert_eq!(all["custom_data"], json!({"team": "navy"}));

@@ -1,7 +1,9 @@
 //! The token exchange grant (RFC 8693) as Logto offers it: an application whose
 //! `customClientMetadata.allowTokenExchange` is set presents a subject token
 //! (`POST /api/subject-tokens`, single use) or a user's personal access token and receives an
-//! access token about that user for a resource.
+//! access token about that user: a JWT for the `resource` asked for, or without one an opaque
+//! token for userinfo, held by a grant of its own (`grant.exchanged`) so that introspection,
+//! revocation and the user's suspension reach it like any other.
 //!
 //! A subject token is consumed on its own stream before anything is issued, so of concurrent
 //! exchanges of one token exactly one commits the consumption and the others are refused. It is
@@ -10,15 +12,18 @@
 
 use domain::Rejection;
 use domain::exchange::{GrantType, Issued};
+use domain::grant::{self, Authorization, Grant, GrantCommand, HashedToken};
 use domain::subject_token::{SubjectToken, SubjectTokenCommand, SubjectTokenEvent};
 use projections::resources::ResourceRow;
 use serde_json::{Value, json};
 
+use super::authorize::KNOWN_SCOPES;
 use super::claims;
 use super::client::Client;
 use super::error::OidcError;
 use super::params::Params;
 use super::token::AccessClaims;
+use super::user_tokens::{ACCESS_HASH_KIND, OPAQUE_ACCESS_TTL_S, random_token};
 use crate::app::AppState;
 use crate::crypto::ids;
 use crate::http::error::ApiError;
@@ -121,15 +126,127 @@ async fn resource(state: &AppState, indicator: &str) -> Result<ResourceRow, Oidc
         })
 }
 
-/// The requested scopes the user's roles grant on the resource, in the order asked, once each.
-fn issued_scopes(requested: &str, granted: &[String]) -> String {
+/// The requested scopes among `granted`, in the order asked, once each.
+fn issued_scopes<'a>(requested: &'a str, granted: &[&str]) -> Vec<&'a str> {
     let mut scopes: Vec<&str> = Vec::new();
     for scope in requested.split(' ') {
-        if granted.iter().any(|g| g == scope) && !scopes.contains(&scope) {
+        if granted.contains(&scope) && !scopes.contains(&scope) {
             scopes.push(scope);
         }
     }
-    scopes.join(" ")
+    scopes
+}
+
+/// An access token ready to hand out.
+struct Minted {
+    access_token: String,
+    token_id: String,
+    scope: String,
+    expires_in: i64,
+}
+
+/// A JWT for `resource` with the requested scopes the user's roles grant on it.
+async fn jwt(
+    state: &AppState,
+    context: &RequestContext,
+    client: &Client,
+    user_id: &str,
+    resource: &ResourceRow,
+    requested: &str,
+) -> Result<Minted, OidcError> {
+    let granted = {
+        let db = state.store.pool().get().await.map_err(ApiError::from)?;
+        projections::users::granted_scopes(&db, user_id, &resource.id).await?
+    };
+    let granted: Vec<&str> = granted.iter().map(String::as_str).collect();
+    let scope = issued_scopes(requested, &granted).join(" ");
+    let token_id = ids::standard_id().map_err(|_| OidcError::server_error())?;
+    let issued_at = context.now.unix_timestamp();
+    let expires_in = resource.access_token_ttl;
+    let keys = state.keys.current().await?;
+    let access_token = keys
+        .sign(
+            &AccessClaims {
+                jti: &token_id,
+                sub: user_id,
+                iat: issued_at,
+                exp: issued_at + expires_in,
+                scope: &scope,
+                client_id: &client.application.id,
+                iss: &state.issuer,
+                aud: &resource.indicator,
+            },
+            "at+jwt",
+        )
+        .map_err(|error| {
+            tracing::error!(%error, "signing an access token failed");
+            OidcError::server_error()
+        })?;
+    Ok(Minted {
+        access_token,
+        token_id,
+        scope,
+        expires_in,
+    })
+}
+
+/// An opaque access token for userinfo with the requested OpenID Connect scopes, on a grant
+/// of its own. Logto issues neither an ID token nor a refresh token here.
+async fn opaque(
+    state: &AppState,
+    context: &RequestContext,
+    client: &Client,
+    user_id: &str,
+    requested: &str,
+) -> Result<Minted, OidcError> {
+    let scopes = issued_scopes(requested, KNOWN_SCOPES);
+    let access_token = random_token()?;
+    let token_id = ids::standard_id().map_err(|_| OidcError::server_error())?;
+    let grant_id = ids::standard_id().map_err(|_| OidcError::server_error())?;
+    let now = context.now_ms();
+    let expires_at = now + OPAQUE_ACCESS_TTL_S * 1000;
+    let scopes: Vec<String> = scopes.into_iter().map(str::to_owned).collect();
+    let command = GrantCommand::Exchange {
+        authorization: Authorization {
+            client_id: client.application.id.clone(),
+            user_id: user_id.to_owned(),
+            // No sign-in, so no session.
+            session_id: String::new(),
+            scopes: scopes.clone(),
+            resources: Vec::new(),
+            auth_time: now,
+        },
+        issued: grant::Issued {
+            access_token_id: token_id.clone(),
+            opaque_access_token: Some(HashedToken {
+                hash: state
+                    .store
+                    .keyring()
+                    .lookup_hash(ACCESS_HASH_KIND, &access_token),
+                expires_at,
+            }),
+            access_expires_at: expires_at,
+            refresh_token: None,
+            id_token: false,
+            scopes: scopes.clone(),
+            resource: None,
+        },
+        now,
+    };
+    let metadata = context.metadata(domain::Actor::App(client.application.id.clone()));
+    state
+        .store
+        .run(
+            crate::store::Unit::new().then_fresh::<Grant>(grant_id, command),
+            &metadata,
+        )
+        .await?;
+    Ok(Minted {
+        access_token,
+        token_id,
+        scope: scopes.join(" "),
+        expires_in: OPAQUE_ACCESS_TTL_S,
+    })
 }
 
 pub async fn token_exchange(
@@ -151,15 +268,11 @@ pub async fn token_exchange(
             "organization tokens are not issued by token exchange",
         ));
     }
-    // idledger issues JWTs for a resource only: an opaque token for userinfo would need a
-    // grant, which an impersonation has none of.
-    let indicator = params.single("resource")?.ok_or_else(|| {
-        OidcError::new(
-            "invalid_target",
-            "a resource indicator is required for token exchange",
-        )
-    })?;
-    let resource = resource(state, indicator).await?;
+    // Checked before the subject token is spent on a request that cannot succeed.
+    let resource = match params.single("resource")? {
+        Some(indicator) => Some(resource(state, indicator).await?),
+        None => None,
+    };
     let user_id = match token_type {
         ACCESS_TOKEN_TYPE => consume(state, context, client, presented).await?,
         PERSONAL_ACCESS_TOKEN_TYPE => {
@@ -167,57 +280,37 @@ pub async fn token_exchange(
         }
         _ => return Err(invalid_grant("unsupported subject token type")),
     };
-    let (subject, granted) = {
+    let subject = {
         let db = state.store.pool().get().await.map_err(ApiError::from)?;
-        let subject = claims::load(&db, &user_id)
+        claims::load(&db, &user_id)
             .await?
-            .ok_or_else(|| invalid_grant("subject token invalid (referenced account not found)"))?;
-        let granted = projections::users::granted_scopes(&db, &user_id, &resource.id).await?;
-        (subject, granted)
+            .ok_or_else(|| invalid_grant("subject token invalid (referenced account not found)"))?
     };
     if subject.user.is_suspended {
         return Err(invalid_grant("user is suspended"));
     }
-    let scope = issued_scopes(params.single("scope")?.unwrap_or_default(), &granted);
-    let token_id = ids::standard_id().map_err(|_| OidcError::server_error())?;
-    let issued_at = context.now.unix_timestamp();
-    let expires_in = resource.access_token_ttl;
-    let keys = state.keys.current().await?;
-    let access_token = keys
-        .sign(
-            &AccessClaims {
-                jti: &token_id,
-                sub: &user_id,
-                iat: issued_at,
-                exp: issued_at + expires_in,
-                scope: &scope,
-                client_id: &client.application.id,
-                iss: &state.issuer,
-                aud: indicator,
-            },
-            "at+jwt",
-        )
-        .map_err(|error| {
-            tracing::error!(%error, "signing an access token failed");
-            OidcError::server_error()
-        })?;
+    let requested = params.single("scope")?.unwrap_or_default();
+    let minted = match &resource {
+        Some(resource) => jwt(state, context, client, &user_id, resource, requested).await?,
+        None => opaque(state, context, client, &user_id, requested).await?,
+    };
     let body = json!({
-        "access_token": access_token,
+        "access_token": minted.access_token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "Bearer",
-        "expires_in": expires_in,
-        "scope": scope,
+        "expires_in": minted.expires_in,
+        "scope": minted.scope,
     });
     let issued = Issued {
         grant_type: GrantType::TokenExchange,
         application_id: client.application.id.clone(),
         secret_name: client.secret_name.clone(),
         user_id: Some(user_id),
-        audience: Some(indicator.to_owned()),
-        scope,
+        audience: resource.map(|resource| resource.indicator),
+        scope: minted.scope,
         token_types: vec!["AccessToken".to_owned()],
-        token_id,
-        expires_at: (issued_at + expires_in) * 1000,
+        token_id: minted.token_id,
+        expires_at: context.now_ms() + minted.expires_in * 1000,
     };
     Ok((body, issued))
 }

@@ -24,7 +24,7 @@ use crate::store::StoreError;
 
 pub const ACCESS_HASH_KIND: &str = "access_token";
 pub const REFRESH_HASH_KIND: &str = "refresh_token";
-const OPAQUE_ACCESS_TTL_S: i64 = 3_600;
+pub(super) const OPAQUE_ACCESS_TTL_S: i64 = 3_600;
 const DEFAULT_ID_TOKEN_TTL_S: i64 = 3_600;
 const DEFAULT_REFRESH_TTL_DAYS: i64 = 14;
 
@@ -32,7 +32,7 @@ fn invalid_grant(description: impl Into<String>) -> OidcError {
     OidcError::new("invalid_grant", description)
 }
 
-fn random_token() -> Result<String, OidcError> {
+pub(super) fn random_token() -> Result<String, OidcError> {
     let a = ids::secret().map_err(|_| OidcError::server_error())?;
     let b = ids::secret().map_err(|_| OidcError::server_error())?;
     Ok(format!("{a}{b}"))

@@ -280,7 +280,9 @@ impl Names {
                     applications.insert(client_id.clone());
                 }
                 Decoded::Grant(grant) => {
-                    if let GrantEvent::CodeIssued { authorization, .. } = grant.as_ref() {
+                    if let GrantEvent::CodeIssued { authorization, .. }
+                    | GrantEvent::Exchanged { authorization, .. } = grant.as_ref()
+                    {
                         applications.insert(authorization.client_id.clone());
                     }
                 }
@@ -447,6 +449,10 @@ fn summary(event: &RecordedEvent, decoded: Decoded, names: &Names) -> String {
             GrantEvent::Refreshed { .. } => "Tokens refreshed".to_owned(),
             GrantEvent::RefreshReused { .. } => "Refresh token reused: grant revoked".to_owned(),
             GrantEvent::Revoked { reason } => format!("Grant revoked ({reason})"),
+            GrantEvent::Exchanged { authorization, .. } => format!(
+                "Access token issued to {} by token exchange",
+                names.application(&authorization.client_id)
+            ),
         },
         Decoded::Exchange(exchange) => match *exchange {
             ExchangeEvent::Issued(issued) => format!(
