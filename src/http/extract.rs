@@ -77,11 +77,18 @@ fn unstorable(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
     }
 }
 
-/// Parses a request body: JSON syntax, then what PostgreSQL can store, then the shape of `T`
-/// (naming the offending key path, as Logto's validation does).
+/// Parses a request body: JSON syntax, an object (every body of Logto's API is one; serde
+/// would also fill a struct from an array, by position), then what PostgreSQL can store, then
+/// the shape of `T` (naming the offending key path, as Logto's validation does).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|error| ApiError::invalid_input("body", error.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::invalid_input(
+            "body",
+            "The request body must be a JSON object.",
+        ));
+    }
     if let Some(reason) = unstorable(&value, 0) {
         return Err(ApiError::invalid_input("body", reason));
     }
@@ -108,7 +115,7 @@ mod tests {
             r#"{"a": "x\u0000y"}"#,
             r#"{"a\u0000": 1}"#,
             r#"{"a": 1.7976931348623157e308}"#,
-            &format!("{}1{}", "[".repeat(40), "]".repeat(40)),
+            &format!("{{\"a\": {}1{}}}", "[".repeat(40), "]".repeat(40)),
         ] {
             assert_eq!(
                 parse_json::<Value>(body.as_bytes()).unwrap_err().code,
@@ -117,6 +124,22 @@ mod tests {
             );
         }
         assert!(parse_json::<Value>(br#"{"a": [1, 2.5, "ok"]}"#).is_ok());
+    }
+
+    #[test]
+    fn a_body_must_be_an_object() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Body {
+            name: Option<String>,
+        }
+        for body in ["[]", r#"["x"]"#, "null", "5", r#""text""#] {
+            assert_eq!(
+                parse_json::<Body>(body.as_bytes()).unwrap_err().code,
+                "guard.invalid_input",
+                "{body}"
+            );
+        }
+        assert!(parse_json::<Body>(b"{}").unwrap().name.is_none());
     }
 
     #[test]

@@ -86,6 +86,19 @@ async fn oversized_and_overdeep_inputs_get_4xx_in_logtos_shape() {
         reply.body
     );
 
+    // A body that is JSON but not an object: serde would fill a struct from an array by
+    // position; Logto's guard refuses it, and nothing is created.
+    for body in [json!([]), json!(["not-an-object", "SPA"]), json!("text")] {
+        server
+            .post("/api/applications", body)
+            .await
+            .expect_error(400, "guard.invalid_input");
+    }
+    server
+        .post("/api/users", json!([]))
+        .await
+        .expect_error(400, "guard.invalid_input");
+
     // Page size and search value length.
     server
         .get("/api/users?page_size=101")
