@@ -292,7 +292,13 @@ impl SigningKeys {
     }
 
     /// Keeps a verified token's verdict, if it has an `exp` to end it.
-    fn remember(&self, fingerprint: [u8; 32], kid: String, validation: &Validation, claims: &Value) {
+    fn remember(
+        &self,
+        fingerprint: [u8; 32],
+        kid: String,
+        validation: &Validation,
+        claims: &Value,
+    ) {
         let Some(exp) = claims["exp"].as_u64().filter(|_| validation.validate_exp) else {
             return;
         };
