@@ -9,7 +9,7 @@ use domain::connector::ConnectorEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::rows::{Rows, StreamFold, document, documents, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, documents, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,11 +46,7 @@ impl StreamFold for Connectors {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        let mut rows = single(CONNECTORS.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        CONNECTORS.load_entities(db, streams).await
     }
 
     fn fold(state: &mut Self::State, event: &RecordedEvent, decoded: ConnectorEvent) {
@@ -100,8 +96,7 @@ impl StreamFold for Connectors {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<ConnectorRow> = states.into_values().flatten().collect();
-        CONNECTORS.store(db, streams, &rows).await
+        CONNECTORS.store_entities(db, streams, states).await
     }
 }
 

@@ -8,7 +8,7 @@ use domain::RecordedEvent;
 use domain::custom_data_policy::{self, CustomDataPolicyEvent, Policy};
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,10 +36,7 @@ impl StreamFold for CustomDataPolicies {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        Ok(single(ROWS.load(db, streams).await?)
-            .into_iter()
-            .map(|(id, row)| (id, Some(row)))
-            .collect())
+        ROWS.load_entities(db, streams).await
     }
 
     fn fold(row: &mut Self::State, event: &RecordedEvent, decoded: CustomDataPolicyEvent) {
@@ -60,8 +57,7 @@ impl StreamFold for CustomDataPolicies {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<CustomDataPolicyRow> = states.into_values().flatten().collect();
-        ROWS.store(db, streams, &rows).await
+        ROWS.store_entities(db, streams, states).await
     }
 }
 

@@ -14,7 +14,7 @@ use domain::user::UserEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::rows::{Rows, StreamFold, document, documents, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, documents, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,11 +76,7 @@ impl StreamFold for HookFold {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        let mut rows = single(HOOKS.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        HOOKS.load_entities(db, streams).await
     }
 
     fn fold(state: &mut Self::State, event: &RecordedEvent, decoded: HookEvent) {
@@ -137,8 +133,7 @@ impl StreamFold for HookFold {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<HookRow> = states.into_values().flatten().collect();
-        HOOKS.store(db, streams, &rows).await
+        HOOKS.store_entities(db, streams, states).await
     }
 }
 
@@ -160,11 +155,7 @@ impl StreamFold for DeliveryFold {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        let mut rows = single(DELIVERIES.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        DELIVERIES.load_entities(db, streams).await
     }
 
     fn fold(state: &mut Self::State, event: &RecordedEvent, decoded: HookDeliveryEvent) {
@@ -211,8 +202,7 @@ impl StreamFold for DeliveryFold {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<DeliveryRow> = states.into_values().flatten().collect();
-        DELIVERIES.store(db, streams, &rows).await
+        DELIVERIES.store_entities(db, streams, states).await
     }
 }
 

@@ -8,7 +8,7 @@ use domain::RecordedEvent;
 use domain::id_token_config::{self, IdTokenConfig, IdTokenConfigEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,10 +36,7 @@ impl StreamFold for IdTokenConfigs {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        Ok(single(ROWS.load(db, streams).await?)
-            .into_iter()
-            .map(|(id, row)| (id, Some(row)))
-            .collect())
+        ROWS.load_entities(db, streams).await
     }
 
     fn fold(row: &mut Self::State, event: &RecordedEvent, decoded: IdTokenConfigEvent) {
@@ -60,8 +57,7 @@ impl StreamFold for IdTokenConfigs {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<IdTokenConfigRow> = states.into_values().flatten().collect();
-        ROWS.store(db, streams, &rows).await
+        ROWS.store_entities(db, streams, states).await
     }
 }
 

@@ -9,7 +9,7 @@ use domain::interaction::{AuthorizationRequest, InteractionEventRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,11 +153,7 @@ impl StreamFold for Interactions {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Option<InteractionRow>>, ProjectionError> {
-        let mut rows = single(INTERACTIONS.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        INTERACTIONS.load_entities(db, streams).await
     }
 
     fn fold(
@@ -174,8 +170,7 @@ impl StreamFold for Interactions {
         streams: &[String],
         states: HashMap<String, Option<InteractionRow>>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<InteractionRow> = states.into_values().flatten().collect();
-        INTERACTIONS.store(db, streams, &rows).await
+        INTERACTIONS.store_entities(db, streams, states).await
     }
 }
 

@@ -9,7 +9,7 @@ use domain::RecordedEvent;
 use domain::message::MessageEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,11 +43,7 @@ impl StreamFold for Messages {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        let mut rows = single(MESSAGES.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        MESSAGES.load_entities(db, streams).await
     }
 
     fn fold(state: &mut Self::State, event: &RecordedEvent, decoded: MessageEvent) {
@@ -97,8 +93,7 @@ impl StreamFold for Messages {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<MessageRow> = states.into_values().flatten().collect();
-        MESSAGES.store(db, streams, &rows).await
+        MESSAGES.store_entities(db, streams, states).await
     }
 }
 

@@ -9,7 +9,7 @@ use domain::one_time_token::{OneTimeTokenEvent, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,11 +74,7 @@ impl StreamFold for OneTimeTokens {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Option<OneTimeTokenRow>>, ProjectionError> {
-        let mut rows = single(TOKENS.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        TOKENS.load_entities(db, streams).await
     }
 
     fn fold(
@@ -95,8 +91,7 @@ impl StreamFold for OneTimeTokens {
         streams: &[String],
         states: HashMap<String, Option<OneTimeTokenRow>>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<OneTimeTokenRow> = states.into_values().flatten().collect();
-        TOKENS.store(db, streams, &rows).await
+        TOKENS.store_entities(db, streams, states).await
     }
 }
 

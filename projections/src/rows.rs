@@ -123,6 +123,32 @@ impl<R: Serialize + DeserializeOwned> Rows<R> {
         Ok(grouped)
     }
 
+    /// The state of an entity fold (one row per stream, `None` while there is none): the row
+    /// each of `owners` has.
+    pub async fn load_entities(
+        &self,
+        db: &Transaction<'_>,
+        owners: &[String],
+    ) -> Result<HashMap<String, Option<R>>, ProjectionError> {
+        let mut rows = single(self.load(db, owners).await?);
+        Ok(owners
+            .iter()
+            .map(|owner| (owner.clone(), rows.remove(owner)))
+            .collect())
+    }
+
+    /// Writes an entity fold's states back: `owners`' rows become the entities `states` hold
+    /// (`None`: removed, or never created).
+    pub async fn store_entities(
+        &self,
+        db: &Transaction<'_>,
+        owners: &[String],
+        states: HashMap<String, Option<R>>,
+    ) -> Result<(), ProjectionError> {
+        let rows: Vec<R> = states.into_values().flatten().collect();
+        self.store(db, owners, &rows).await
+    }
+
     /// Replaces every row owned by `owners` with `rows`.
     pub async fn store(
         &self,

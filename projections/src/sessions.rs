@@ -9,7 +9,7 @@ use domain::session::SessionEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::rows::{Rows, StreamFold, document, documents, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, documents, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,11 +84,7 @@ impl StreamFold for Sessions {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Option<SessionRow>>, ProjectionError> {
-        let mut rows = single(SESSIONS.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        SESSIONS.load_entities(db, streams).await
     }
 
     fn fold(state: &mut Option<SessionRow>, event: &RecordedEvent, decoded: SessionEvent) {
@@ -101,8 +97,7 @@ impl StreamFold for Sessions {
         streams: &[String],
         states: HashMap<String, Option<SessionRow>>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<SessionRow> = states.into_values().flatten().collect();
-        SESSIONS.store(db, streams, &rows).await
+        SESSIONS.store_entities(db, streams, states).await
     }
 }
 

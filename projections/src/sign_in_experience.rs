@@ -8,7 +8,7 @@ use domain::RecordedEvent;
 use domain::sign_in_experience::{self, SignInExperience, SignInExperienceEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{Rows, StreamFold, document, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,10 +37,7 @@ impl StreamFold for SignInExperiences {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        Ok(single(ROWS.load(db, streams).await?)
-            .into_iter()
-            .map(|(id, row)| (id, Some(row)))
-            .collect())
+        ROWS.load_entities(db, streams).await
     }
 
     fn fold(row: &mut Self::State, event: &RecordedEvent, decoded: SignInExperienceEvent) {
@@ -61,8 +58,7 @@ impl StreamFold for SignInExperiences {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<SignInExperienceRow> = states.into_values().flatten().collect();
-        ROWS.store(db, streams, &rows).await
+        ROWS.store_entities(db, streams, states).await
     }
 }
 

@@ -9,7 +9,7 @@ use domain::RecordedEvent;
 use domain::token_set::{TokenMetadata, TokenSetEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::rows::{Rows, StreamFold, document, documents, fold_streams, single};
+use crate::rows::{Rows, StreamFold, document, documents, fold_streams};
 use crate::{Projection, ProjectionError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,11 +54,7 @@ impl StreamFold for TokenSets {
         db: &Transaction<'_>,
         streams: &[String],
     ) -> Result<HashMap<String, Self::State>, ProjectionError> {
-        let mut rows = single(TOKEN_SETS.load(db, streams).await?);
-        Ok(streams
-            .iter()
-            .map(|id| (id.clone(), rows.remove(id)))
-            .collect())
+        TOKEN_SETS.load_entities(db, streams).await
     }
 
     fn fold(state: &mut Self::State, event: &RecordedEvent, decoded: TokenSetEvent) {
@@ -110,8 +106,7 @@ impl StreamFold for TokenSets {
         streams: &[String],
         states: HashMap<String, Self::State>,
     ) -> Result<(), ProjectionError> {
-        let rows: Vec<TokenSetRow> = states.into_values().flatten().collect();
-        TOKEN_SETS.store(db, streams, &rows).await
+        TOKEN_SETS.store_entities(db, streams, states).await
     }
 }
 

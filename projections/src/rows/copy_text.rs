@@ -87,6 +87,56 @@ impl<'c> RowWriter<'c> {
     }
 }
 
+/// The serializer methods for what no column takes from a row struct here (sequences, maps,
+/// tuples, variants carrying data): each is `Unsupported`, and the caller falls back to INSERT.
+macro_rules! refused_compounds {
+    ($ok:ty) => {
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<$ok, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, CopyError> {
+            Err(CopyError::Unsupported)
+        }
+    };
+}
+
 impl ser::Serializer for &mut RowWriter<'_> {
     type Ok = ();
     type Error = CopyError;
@@ -172,49 +222,8 @@ impl ser::Serializer for &mut RowWriter<'_> {
     ) -> Result<(), CopyError> {
         Err(CopyError::Unsupported)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, CopyError> {
-        Err(CopyError::Unsupported)
-    }
+
+    refused_compounds!(());
 }
 
 impl ser::SerializeStruct for &mut RowWriter<'_> {
@@ -350,40 +359,6 @@ impl ser::Serializer for Scalar<'_> {
     ) -> Result<bool, CopyError> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<bool, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, CopyError> {
-        Err(CopyError::Unsupported)
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CopyError> {
-        Err(CopyError::Unsupported)
-    }
     fn serialize_struct(
         self,
         _: &'static str,
@@ -391,15 +366,8 @@ impl ser::Serializer for Scalar<'_> {
     ) -> Result<Self::SerializeStruct, CopyError> {
         Err(CopyError::Unsupported)
     }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, CopyError> {
-        Err(CopyError::Unsupported)
-    }
+
+    refused_compounds!(bool);
 }
 
 /// COPY text format: backslash, tab, newline and carriage return are escaped; nothing else is.
