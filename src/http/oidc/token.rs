@@ -22,6 +22,7 @@ use super::token_exchange;
 use super::user_tokens;
 use crate::app::AppState;
 use crate::crypto::ids;
+use crate::crypto::signing::KeySet;
 use crate::http::error::ApiError;
 use crate::http::extract::RequestContext;
 use crate::store::Unit;
@@ -37,6 +38,16 @@ pub(super) struct AccessClaims<'a> {
     pub client_id: &'a str,
     pub iss: &'a str,
     pub aud: &'a str,
+}
+
+impl AccessClaims<'_> {
+    /// The claims as a JWT access token (`typ` `at+jwt`) signed with the current key.
+    pub(super) fn sign(&self, keys: &KeySet) -> Result<String, OidcError> {
+        keys.sign(self, "at+jwt").map_err(|error| {
+            tracing::error!(%error, "signing an access token failed");
+            OidcError::server_error()
+        })
+    }
 }
 
 /// A successful exchange: the answer, and for machine-to-machine tokens the audit record (user
@@ -269,24 +280,17 @@ async fn client_credentials(
     let issued_at = context.now.unix_timestamp();
     let expires_in = resource.access_token_ttl;
     let keys = state.keys.current().await?;
-    let access_token = keys
-        .sign(
-            &AccessClaims {
-                jti: &token_id,
-                sub: &client.application.id,
-                iat: issued_at,
-                exp: issued_at + expires_in,
-                scope: &scope,
-                client_id: &client.application.id,
-                iss: &state.issuer,
-                aud: indicator,
-            },
-            "at+jwt",
-        )
-        .map_err(|error| {
-            tracing::error!(%error, "signing an access token failed");
-            OidcError::server_error()
-        })?;
+    let access_token = AccessClaims {
+        jti: &token_id,
+        sub: &client.application.id,
+        iat: issued_at,
+        exp: issued_at + expires_in,
+        scope: &scope,
+        client_id: &client.application.id,
+        iss: &state.issuer,
+        aud: indicator,
+    }
+    .sign(&keys)?;
     Ok(Granted {
         body: json!({
             "access_token": access_token,

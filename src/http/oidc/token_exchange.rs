@@ -164,24 +164,17 @@ async fn jwt(
     let issued_at = context.now.unix_timestamp();
     let expires_in = resource.access_token_ttl;
     let keys = state.keys.current().await?;
-    let access_token = keys
-        .sign(
-            &AccessClaims {
-                jti: &token_id,
-                sub: user_id,
-                iat: issued_at,
-                exp: issued_at + expires_in,
-                scope: &scope,
-                client_id: &client.application.id,
-                iss: &state.issuer,
-                aud: &resource.indicator,
-            },
-            "at+jwt",
-        )
-        .map_err(|error| {
-            tracing::error!(%error, "signing an access token failed");
-            OidcError::server_error()
-        })?;
+    let access_token = AccessClaims {
+        jti: &token_id,
+        sub: user_id,
+        iat: issued_at,
+        exp: issued_at + expires_in,
+        scope: &scope,
+        client_id: &client.application.id,
+        iss: &state.issuer,
+        aud: &resource.indicator,
+    }
+    .sign(&keys)?;
     Ok(Minted {
         access_token,
         token_id,

@@ -8,7 +8,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::grant::{Grant, GrantCommand, GrantError, GrantEvent, HashedToken, Issued};
 use domain::{Actor, Rejection};
 use projections::grants::{self, GrantRow};
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::authorize::{CODE_HASH_KIND, KNOWN_SCOPES};
@@ -16,6 +15,7 @@ use super::claims::{self, Audience, Subject};
 use super::client::Client;
 use super::error::OidcError;
 use super::params::Params;
+use super::token::AccessClaims;
 use crate::app::AppState;
 use crate::crypto::ids;
 use crate::http::error::ApiError;
@@ -55,18 +55,6 @@ fn scopes_of(grant: &GrantRow) -> Vec<String> {
 
 fn resources_of(grant: &GrantRow) -> Vec<String> {
     serde_json::from_value(grant.resources.clone()).unwrap_or_default()
-}
-
-#[derive(Serialize)]
-struct AccessClaims<'a> {
-    jti: &'a str,
-    sub: &'a str,
-    iat: i64,
-    exp: i64,
-    scope: &'a str,
-    client_id: &'a str,
-    iss: &'a str,
-    aud: &'a str,
 }
 
 /// Tokens ready to hand out, and their record for the grant stream.
@@ -122,21 +110,17 @@ async fn mint(
                 .map(String::as_str)
                 .collect();
             let scope = scope.join(" ");
-            let token = keys
-                .sign(
-                    &AccessClaims {
-                        jti: &token_id,
-                        sub: &request.subject.user.id,
-                        iat: now_s,
-                        exp: now_s + resource.access_token_ttl,
-                        scope: &scope,
-                        client_id: &request.client.application.id,
-                        iss: &state.issuer,
-                        aud: indicator,
-                    },
-                    "at+jwt",
-                )
-                .map_err(|_| OidcError::server_error())?;
+            let token = AccessClaims {
+                jti: &token_id,
+                sub: &request.subject.user.id,
+                iat: now_s,
+                exp: now_s + resource.access_token_ttl,
+                scope: &scope,
+                client_id: &request.client.application.id,
+                iss: &state.issuer,
+                aud: indicator,
+            }
+            .sign(&keys)?;
             (token, scope, resource.access_token_ttl, None)
         }
         None => {
