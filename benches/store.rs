@@ -20,6 +20,7 @@
 //! - `BENCH_QUIET_WAIT` seconds to wait, before each measurement, for other load on the
 //!   machine to end (default 120; 0 disables)
 //! - `BENCH_KEEP=1`     keep `target/bench-data/<pid>` afterwards
+//! - `BENCH_PG_SETTINGS` extra PostgreSQL settings, `name=value;name=value`
 //!
 //! Smoke run: `BENCH_EVENTS=20000 BENCH_SECONDS=1 BENCH_WARMUP=0 cargo bench --bench store`.
 
@@ -49,7 +50,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<(), BoxError> {
     let dir = common::run_dir()?;
     // On the main thread: the cluster is stopped when the thread that started it ends.
-    let cluster = Cluster::start(&dir, &[])?;
+    let settings = common::pg_settings();
+    let cluster = Cluster::start(&dir, &common::setting_refs(&settings))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -67,6 +69,7 @@ async fn run(cluster: &Cluster, dir: &Path) -> Result<(), BoxError> {
         data_dir: dir.to_path_buf(),
         kek: Some(common::KEK.to_owned()),
         pool_size: 80,
+        postgres_settings: Vec::new(),
     })
     .await?;
     let store = EventStore::new(environment.pool.clone(), environment.keyring.clone());
@@ -88,7 +91,7 @@ async fn run(cluster: &Cluster, dir: &Path) -> Result<(), BoxError> {
     println!("\n== replay");
     let target: i64 = env_or("BENCH_EVENTS", 1_000_000);
     generate(&store, target).await?;
-    replay(&environment, postmaster).await?;
+    replay(&environment, &store, postmaster).await?;
 
     let after = env_list("BENCH_WRITERS_AFTER", &[1, 8]);
     if !after.is_empty() {
@@ -335,9 +338,14 @@ async fn generate(store: &EventStore, target: i64) -> Result<(), BoxError> {
 }
 
 /// Rebuilds every projection from the whole log with `replay rebuild`'s code.
-async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<(), BoxError> {
+async fn replay(
+    environment: &Environment,
+    store: &EventStore,
+    postmaster: Option<u32>,
+) -> Result<(), BoxError> {
     let chosen = projections::ALL;
     common::wait_for_quiet().await;
+    let (wal_before, _) = wal_stats(store).await?;
     let rss_before = common::status_kb("VmHWM");
     let mut client = environment.pool.get().await?;
     let cpu_before = CpuSnapshot::take(None, postmaster);
@@ -370,6 +378,12 @@ async fn replay(environment: &Environment, postmaster: Option<u32>) -> Result<()
     println!(
         "             {}",
         cpu_after.report(&cpu_before, false, folded as f64)
+    );
+    let (wal_after, _) = wal_stats(store).await?;
+    println!(
+        "             WAL written: {:.0} MiB, {:.0} bytes per event",
+        (wal_after - wal_before) as f64 / 1_048_576.0,
+        (wal_after - wal_before) as f64 / (folded as f64).max(1.0)
     );
 
     // The same pass with no projection: what reading and decoding the log costs alone.

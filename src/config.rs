@@ -66,6 +66,26 @@ pub struct Storage {
     /// Database connections per process.
     #[arg(long, env = "IDLEDGER_DB_POOL_SIZE", default_value_t = 32)]
     pub pool_size: usize,
+    /// Server settings for the managed cluster, `name=value`, separated by `;` in the
+    /// environment; they override idledger's own (`postgres::MANAGED_SETTINGS`), e.g.
+    /// `wal_level=replica;max_wal_senders=10` to base-backup or replicate it.
+    #[arg(
+        long = "postgres-setting",
+        env = "IDLEDGER_POSTGRES_SETTINGS",
+        value_delimiter = ';',
+        value_parser = setting
+    )]
+    pub postgres_settings: Vec<(String, String)>,
+}
+
+/// `name=value`, as PostgreSQL's `-c` takes it.
+fn setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("{text:?} is not a `name=value` setting")),
+    }
 }
 
 impl Config {

@@ -39,6 +39,26 @@ pub fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 }
 
 /// `target/bench-data/<pid>`, after removing the folders of earlier runs that are gone.
+/// Extra PostgreSQL settings for a profiling or comparison run, from `BENCH_PG_SETTINGS` as
+/// `name=value;name=value` (for example `shared_preload_libraries=pg_stat_statements`); none
+/// by default.
+pub fn pg_settings() -> Vec<(String, String)> {
+    std::env::var("BENCH_PG_SETTINGS")
+        .unwrap_or_default()
+        .split(';')
+        .filter_map(|setting| setting.split_once('='))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect()
+}
+
+/// `settings` as `Cluster::start` takes them.
+pub fn setting_refs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 pub fn run_dir() -> Result<PathBuf, BoxError> {
     let runs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")

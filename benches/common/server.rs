@@ -36,15 +36,9 @@ where
 {
     idledger::outbound::install_crypto_provider();
     let dir = super::run_dir()?;
-    // Extra PostgreSQL settings for a profiling run, `name=value;name=value` (for example
-    // `shared_preload_libraries=pg_stat_statements`); none by default.
-    let settings = std::env::var("BENCH_PG_SETTINGS").unwrap_or_default();
-    let settings: Vec<(&str, &str)> = settings
-        .split(';')
-        .filter_map(|setting| setting.split_once('='))
-        .collect();
+    let settings = super::pg_settings();
     // On the main thread: the cluster is stopped when the thread that started it ends.
-    let cluster = Cluster::start(&dir, &settings)?;
+    let cluster = Cluster::start(&dir, &super::setting_refs(&settings))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
