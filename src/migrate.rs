@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = migrations![
     (35, "0035_logs_payload_json"),
     (36, "0036_erasure_lookups"),
     (38, "0038_id_token_config"),
+    (39, "0039_logs_hashed_list_keys"),
 ];
 
 /// Arbitrary, fixed: the key of the advisory lock that serialises migrators.

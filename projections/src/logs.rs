@@ -734,13 +734,17 @@ fn filtered(select: &str, filter: &LogFilter) -> crate::Query {
         let p = query.bind(user_id.clone());
         query.push(&format!(" AND user_id = {p}"));
     }
+    // The list indexes lead with `hashtext` of these columns (migration 0039): the hash finds
+    // the index range, the text rules out collisions.
     if let Some(application_id) = &filter.application_id {
         let p = query.bind(application_id.clone());
-        query.push(&format!(" AND application_id = {p}"));
+        query.push(&format!(
+            " AND hashtext(application_id) = hashtext({p}) AND application_id = {p}"
+        ));
     }
     if let Some(key) = &filter.key {
         let p = query.bind(key.clone());
-        query.push(&format!(" AND key = {p}"));
+        query.push(&format!(" AND hashtext(key) = hashtext({p}) AND key = {p}"));
     }
     if let Some(start) = filter.start_time {
         let p = query.bind(start);
