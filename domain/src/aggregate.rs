@@ -98,7 +98,10 @@ pub fn encode<E: Event>(event: &E) -> Result<Encoded, CodecError> {
 /// The inverse of `encode`. The payload is read in place: no tagged copy of it is built, and
 /// the tag comes before the content, so serde decodes the content straight into the variant
 /// (the other way round it buffers the whole payload first; replay decodes every event).
-pub fn decode<E: Event>(event_type: &str, payload: &Value) -> Result<E, CodecError> {
+pub fn decode<E: Event>(
+    event_type: &str,
+    payload: &(impl EventData + ?Sized),
+) -> Result<E, CodecError> {
     E::deserialize(Tagged {
         event_type,
         payload,
@@ -109,13 +112,43 @@ pub fn decode<E: Event>(event_type: &str, payload: &Value) -> Result<E, CodecErr
     })
 }
 
-/// `{"type": event_type, "data": payload}` to serde, in that order, without building it.
-struct Tagged<'a> {
-    event_type: &'a str,
-    payload: &'a Value,
+/// What an event's content can be decoded from: a recorded payload's text, or the tree an
+/// event was just encoded to.
+pub trait EventData {
+    fn content<'de, V: serde::de::DeserializeSeed<'de>>(
+        &'de self,
+        seed: V,
+    ) -> Result<V::Value, serde_json::Error>;
 }
 
-impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+impl EventData for Value {
+    fn content<'de, V: serde::de::DeserializeSeed<'de>>(
+        &'de self,
+        seed: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        seed.deserialize(self)
+    }
+}
+
+impl EventData for crate::Payload {
+    fn content<'de, V: serde::de::DeserializeSeed<'de>>(
+        &'de self,
+        seed: V,
+    ) -> Result<V::Value, serde_json::Error> {
+        let mut text = serde_json::Deserializer::from_str(self.text());
+        let value = seed.deserialize(&mut text)?;
+        text.end()?;
+        Ok(value)
+    }
+}
+
+/// `{"type": event_type, "data": payload}` to serde, in that order, without building it.
+struct Tagged<'a, P: ?Sized> {
+    event_type: &'a str,
+    payload: &'a P,
+}
+
+impl<'de, P: EventData + ?Sized> serde::Deserializer<'de> for Tagged<'de, P> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(
@@ -135,13 +168,13 @@ impl<'de> serde::Deserializer<'de> for Tagged<'de> {
     }
 }
 
-struct TaggedEntries<'a> {
-    tagged: Tagged<'a>,
+struct TaggedEntries<'a, P: ?Sized> {
+    tagged: Tagged<'a, P>,
     /// The entry whose key comes next: 0 the tag, 1 the content, 2 none.
     next: u8,
 }
 
-impl<'de> serde::de::MapAccess<'de> for TaggedEntries<'de> {
+impl<'de, P: EventData + ?Sized> serde::de::MapAccess<'de> for TaggedEntries<'de, P> {
     type Error = serde_json::Error;
 
     fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
@@ -167,7 +200,7 @@ impl<'de> serde::de::MapAccess<'de> for TaggedEntries<'de> {
                 self.tagged.event_type,
             ))
         } else {
-            seed.deserialize(self.tagged.payload)
+            self.tagged.payload.content(seed)
         }
     }
 }

@@ -1,8 +1,9 @@
 //! What every stored event carries besides its payload: who, from where, when, which request.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
+
+use crate::Payload;
 
 /// Who caused an event. Logto distinguishes apps from users in `ctx.auth`; we add the admin
 /// console operator and the server itself (bootstrap, key generation, expiry sweeps).
@@ -81,7 +82,7 @@ pub struct RecordedEvent {
     pub sequence: i32,
     pub event_type: String,
     pub event_version: i32,
-    pub payload: Value,
+    pub payload: Payload,
     pub metadata: Metadata,
     /// True when the personal part of this event could not be decrypted because its data key
     /// was destroyed (erasure). Personal fields are then absent from `payload`.

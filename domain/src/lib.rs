@@ -18,6 +18,7 @@ pub mod one_time_token;
 pub mod organization;
 pub mod organization_role;
 pub mod patch;
+pub mod payload;
 pub mod resource;
 pub mod role;
 pub mod session;
@@ -37,6 +38,7 @@ mod spec;
 
 pub use aggregate::{Aggregate, CodecError, Encoded, Event, decode, encode};
 pub use envelope::{Actor, Metadata, RecordedEvent, unix_ms};
+pub use payload::Payload;
 
 /// Every business-rule violation any aggregate can report. The HTTP layer maps each variant to
 /// Logto's `{code, message}` and status in one table.

@@ -689,7 +689,7 @@ mod tests {
             sequence: 1,
             event_type: encoded.event_type,
             event_version: 1,
-            payload: encoded.payload,
+            payload: (&encoded.payload).into(),
             metadata: Metadata {
                 actor: Actor::System,
                 ip: None,

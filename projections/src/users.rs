@@ -748,7 +748,7 @@ mod tests {
             sequence: 1,
             event_type: encoded.event_type,
             event_version: 1,
-            payload: encoded.payload,
+            payload: (&encoded.payload).into(),
             metadata: Metadata {
                 actor: Actor::System,
                 ip: None,
@@ -827,7 +827,7 @@ mod tests {
                 stream_id: format!("i{ms}"),
                 stream_type: "interaction".into(),
                 event_type: encoded.event_type,
-                payload: encoded.payload,
+                payload: (&encoded.payload).into(),
                 ..at(ms, &UserEvent::Suspended {})
             }
         };

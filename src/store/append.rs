@@ -390,7 +390,7 @@ async fn write(tx: &Transaction<'_>, units: &[&Prepared]) -> Result<Vec<Committe
                 sequence: event.sequence,
                 event_type: event.event_type.clone(),
                 event_version: event.version,
-                payload: event.payload.clone(),
+                payload: domain::Payload::from_value(&event.payload),
                 metadata: unit.metadata.clone(),
                 erased: false,
             });

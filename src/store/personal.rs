@@ -1,6 +1,7 @@
 //! Splits an event's personal data (the fields its type names, plus the request's IP and user
 //! agent) from the rest, and seals it under the data subject's key; and the reverse on read.
 
+use domain::Payload;
 use serde_json::{Map, Value};
 
 use crate::crypto::{CryptoError, DataKey};
@@ -74,7 +75,7 @@ pub fn split(
 /// The result of reading a row back.
 #[derive(Debug, PartialEq)]
 pub struct Joined {
-    pub payload: Value,
+    pub payload: Payload,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     /// The row had a personal part but its key is destroyed: the fields are gone for good.
@@ -82,7 +83,7 @@ pub struct Joined {
 }
 
 pub fn join(
-    mut payload: Value,
+    payload: Payload,
     personal: Option<&[u8]>,
     key: Option<&DataKey>,
     aad: &[u8],
@@ -108,12 +109,19 @@ pub fn join(
     let opened = key.open(aad, sealed)?;
     let blob: Value = serde_json::from_slice(&opened).map_err(|_| CryptoError::Tampered)?;
     let text = |name: &str| blob.get(name).and_then(Value::as_str).map(str::to_owned);
-    if let (Some(Value::Object(fields)), Value::Object(object)) = (blob.get("fields"), &mut payload)
-    {
-        for (name, value) in fields {
-            object.insert(name.clone(), value.clone());
+    // Most sealed parts hold only the request's origin: the payload's text is then kept as is.
+    let payload = match blob.get("fields") {
+        Some(Value::Object(fields)) if !fields.is_empty() => {
+            let mut tree = payload.to_value();
+            if let Value::Object(object) = &mut tree {
+                for (name, value) in fields {
+                    object.insert(name.clone(), value.clone());
+                }
+            }
+            Payload::from_value(&tree)
         }
-    }
+        _ => payload,
+    };
     Ok(Joined {
         ip: text("ip"),
         user_agent: text("userAgent"),
@@ -155,7 +163,7 @@ mod tests {
         assert!(!String::from_utf8_lossy(&sealed).contains("ada@"));
 
         let joined = join(
-            split.payload.clone(),
+            Payload::from_value(&split.payload),
             Some(&sealed),
             Some(&key),
             &aad,
@@ -163,13 +171,21 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(joined.payload, payload);
+        assert_eq!(joined.payload.to_value(), payload);
         assert_eq!(joined.ip.as_deref(), Some("10.0.0.1"));
         assert_eq!(joined.user_agent.as_deref(), Some("curl/8"));
 
-        let erased = join(split.payload, Some(&sealed), None, &aad, None, None).unwrap();
+        let erased = join(
+            Payload::from_value(&split.payload),
+            Some(&sealed),
+            None,
+            &aad,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(erased.erased);
-        assert_eq!(erased.payload, json!({"id": "u1"}));
+        assert_eq!(erased.payload.to_value(), json!({"id": "u1"}));
         assert_eq!(erased.ip, None);
     }
 

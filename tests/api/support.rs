@@ -705,9 +705,31 @@ pub async fn logs_of(server: &TestServer, user_id: &str) -> Vec<Value> {
     logs
 }
 
-/// An event as the server itself reads it back: personal data unsealed with the test KEK.
+/// An event as the server itself reads it back (personal data unsealed with the test KEK), its
+/// payload as a tree for assertions.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub position: i64,
+    pub stream_id: String,
+    pub event_type: String,
+    pub payload: Value,
+    pub metadata: domain::Metadata,
+}
+
+impl From<domain::RecordedEvent> for Recorded {
+    fn from(event: domain::RecordedEvent) -> Recorded {
+        Recorded {
+            position: event.position,
+            stream_id: event.stream_id,
+            event_type: event.event_type,
+            payload: event.payload.to_value(),
+            metadata: event.metadata,
+        }
+    }
+}
+
 impl TestServer {
-    pub async fn recorded_events(&self) -> Vec<domain::RecordedEvent> {
+    pub async fn recorded_events(&self) -> Vec<Recorded> {
         let db = self.db().await;
         let keyring = idledger::crypto::Keyring::from_base64(KEK).expect("test KEK");
         let mut keys = idledger::store::read::Keys::new(&keyring);
@@ -724,6 +746,7 @@ impl TestServer {
         .map(|row| {
             keys.decode(idledger::store::read::Raw::from_row(row).expect("row"))
                 .expect("decode")
+                .into()
         })
         .collect()
     }

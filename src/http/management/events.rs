@@ -85,7 +85,7 @@ pub struct EventResponse {
 impl From<Logged> for EventResponse {
     fn from(logged: Logged) -> EventResponse {
         let event = logged.event;
-        let mut payload = event.payload;
+        let mut payload = event.payload.to_value();
         if let Value::Object(fields) = &mut payload {
             for name in WITHHELD {
                 if let Some(value) = fields.get_mut(*name)

@@ -511,7 +511,7 @@ mod tests {
             sequence: 2,
             event_type: "grant.refresh_reused".into(),
             event_version: 1,
-            payload: json!({"refreshHash": "h"}),
+            payload: (&json!({"refreshHash": "h"})).into(),
             metadata: domain::Metadata::system(time::OffsetDateTime::UNIX_EPOCH),
             erased: false,
         };
@@ -530,7 +530,7 @@ mod tests {
         let erased = RecordedEvent {
             stream_type: "user".into(),
             event_type: "user.created".into(),
-            payload: json!({}),
+            payload: domain::Payload::empty(),
             erased: true,
             ..event
         };
