@@ -16,17 +16,19 @@ use crate::rows::{Rows, document};
 use crate::{Projection, ProjectionError};
 
 mod account;
+mod fields;
 mod hook;
 mod one_time_token;
 mod user_transfer;
 
+pub use fields::Fields;
 pub use hook::{HookStats, hook_stats, recent_hook_logs};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
     pub id: String,
     pub key: String,
-    pub payload: Value,
+    pub payload: Fields,
     pub user_id: Option<String>,
     pub application_id: Option<String>,
     pub created_at: i64,
@@ -48,21 +50,18 @@ pub fn log_id(position: i64) -> String {
 }
 
 /// The payload fields every entry carries: result and request origin.
-fn base(key: &str, success: bool, event: &RecordedEvent) -> Map<String, Value> {
-    let mut payload = Map::new();
-    payload.insert("key".into(), json!(key));
-    payload.insert(
-        "result".into(),
-        json!(if success { "Success" } else { "Error" }),
-    );
+fn base(key: &str, success: bool, event: &RecordedEvent) -> Fields {
+    let mut payload = Fields::new();
+    payload.insert("key", json!(key));
+    payload.insert("result", json!(if success { "Success" } else { "Error" }));
     if let Some(ip) = &event.metadata.ip {
-        payload.insert("ip".into(), json!(ip));
+        payload.insert("ip", json!(ip));
     }
     if let Some(user_agent) = &event.metadata.user_agent {
-        payload.insert("userAgent".into(), json!(user_agent));
+        payload.insert("userAgent", json!(user_agent));
     }
     if let Some(request_id) = &event.metadata.request_id {
-        payload.insert("requestId".into(), json!(request_id));
+        payload.insert("requestId", json!(request_id));
     }
     payload
 }
@@ -74,28 +73,28 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
             ExchangeEvent::Issued(issued) => {
                 let key = format!("ExchangeTokenBy.{}", issued.grant_type.log_name());
                 let mut payload = base(&key, true, event);
-                payload.insert("applicationId".into(), json!(issued.application_id));
+                payload.insert("applicationId", json!(issued.application_id));
                 if let Some(user_id) = &issued.user_id {
-                    payload.insert("userId".into(), json!(user_id));
+                    payload.insert("userId", json!(user_id));
                 }
                 if let Some(name) = &issued.secret_name {
-                    payload.insert("applicationSecret".into(), json!({ "name": name }));
+                    payload.insert("applicationSecret", json!({ "name": name }));
                 }
-                payload.insert("tokenTypes".into(), json!(issued.token_types));
-                payload.insert("scope".into(), json!(issued.scope));
+                payload.insert("tokenTypes", json!(issued.token_types));
+                payload.insert("scope", json!(issued.scope));
                 (key, payload, issued.user_id, Some(issued.application_id))
             }
             ExchangeEvent::Refused(refused) => {
                 let key = format!("ExchangeTokenBy.{}", refused.grant_type.log_name());
                 let mut payload = base(&key, false, event);
                 if let Some(application_id) = &refused.application_id {
-                    payload.insert("applicationId".into(), json!(application_id));
+                    payload.insert("applicationId", json!(application_id));
                 }
                 if let Some(user_id) = &refused.user_id {
-                    payload.insert("userId".into(), json!(user_id));
+                    payload.insert("userId", json!(user_id));
                 }
                 payload.insert(
-                    "error".into(),
+                    "error",
                     json!({
                         "code": format!("oidc.{}", refused.error),
                         "message": refused.error_description,
@@ -112,11 +111,11 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
                 )?);
                 let key = format!("ManagementApi.User.{action}");
                 let mut payload = base(&key, true, event);
-                payload.insert("userId".into(), json!(event.stream_id));
-                payload.insert("actor".into(), json!(event.metadata.actor));
+                payload.insert("userId", json!(event.stream_id));
+                payload.insert("actor", json!(event.metadata.actor));
                 let application_id = match &event.metadata.actor {
                     Actor::App(id) => {
-                        payload.insert("applicationId".into(), json!(id));
+                        payload.insert("applicationId", json!(id));
                         Some(id.clone())
                     }
                     Actor::User(_) | Actor::Admin(_) | Actor::System | Actor::Anonymous => None,
@@ -135,7 +134,7 @@ pub fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionError> {
     Ok(Some(LogRow {
         id: log_id(event.position),
         key,
-        payload: Value::Object(payload),
+        payload,
         user_id,
         application_id,
         created_at: event.occurred_at_ms(),
@@ -386,16 +385,16 @@ impl Journeys {
             | InteractionEventRecord::MessageRateLimited { .. } => return Ok(None),
         };
         let mut payload = base(&key, success, event);
-        payload.insert("interactionId".into(), json!(event.stream_id));
-        payload.insert("applicationId".into(), json!(journey.client_id));
+        payload.insert("interactionId", json!(event.stream_id));
+        payload.insert("applicationId", json!(journey.client_id));
         if let Some(user_id) = &user_id {
-            payload.insert("userId".into(), json!(user_id));
+            payload.insert("userId", json!(user_id));
         }
         payload.append(&mut extra);
         Ok(Some(LogRow {
             id: log_id(event.position),
             key,
-            payload: Value::Object(payload),
+            payload,
             user_id,
             application_id: Some(journey.client_id),
             created_at: event.occurred_at_ms(),
@@ -546,16 +545,16 @@ impl GrantOwners {
             }
         };
         let mut payload = base(&key, true, event);
-        payload.insert("applicationId".into(), json!(owner.client_id));
-        payload.insert("userId".into(), json!(owner.user_id));
-        payload.insert("grantId".into(), json!(event.stream_id));
-        payload.insert("tokenTypes".into(), json!(token_types));
-        payload.insert("scope".into(), json!(scopes.join(" ")));
+        payload.insert("applicationId", json!(owner.client_id));
+        payload.insert("userId", json!(owner.user_id));
+        payload.insert("grantId", json!(event.stream_id));
+        payload.insert("tokenTypes", json!(token_types));
+        payload.insert("scope", json!(scopes.join(" ")));
         payload.append(&mut extra);
         Ok(Some(LogRow {
             id: log_id(event.position),
             key,
-            payload: Value::Object(payload),
+            payload,
             user_id: Some(owner.user_id),
             application_id: Some(owner.client_id),
             created_at: event.occurred_at_ms(),

@@ -72,7 +72,7 @@ impl Raw {
     }
 }
 
-/// A `jsonb` or `json` column as a `Payload`: its text, checked, and no tree built of it.
+/// A `jsonb` or `json` column as a `Payload`: its text, no tree built of it.
 struct StoredPayload(Payload);
 
 impl<'a> FromSql<'a> for StoredPayload {
@@ -86,9 +86,9 @@ impl<'a> FromSql<'a> for StoredPayload {
             (&Type::JSONB, _) => return Err("unsupported jsonb version".into()),
             _ => raw,
         };
-        Ok(StoredPayload(Payload::parse(
+        Ok(StoredPayload(Payload::stored(
             std::str::from_utf8(text)?.to_owned(),
-        )?))
+        )))
     }
 
     accepts!(JSON, JSONB);

@@ -40,15 +40,15 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
     let mut payload = match domain::decode::<UserEvent>(&event.event_type, &event.payload)? {
         UserEvent::CustomDataMerged { custom_data } => {
             let mut payload = base(KEY, true, event);
-            payload.insert("fields".into(), field_names(&custom_data));
+            payload.insert("fields", field_names(&custom_data));
             payload
         }
         UserEvent::CustomDataChangeRefused { keys, attempted } => {
             let mut payload = base(KEY, false, event);
-            payload.insert("fields".into(), field_names(&attempted));
-            payload.insert("keys".into(), json!(keys));
+            payload.insert("fields", field_names(&attempted));
+            payload.insert("keys", json!(keys));
             payload.insert(
-                "error".into(),
+                "error",
                 json!({
                     "code": REFUSED_CODE,
                     "message": "The user may not write these custom data keys.",
@@ -79,11 +79,11 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
         | UserEvent::TotpUsed { .. }
         | UserEvent::BackupCodeUsed { .. } => return Ok(None),
     };
-    payload.insert("userId".into(), json!(event.stream_id));
+    payload.insert("userId", json!(event.stream_id));
     Ok(Some(LogRow {
         id: log_id(event.position),
         key: KEY.to_owned(),
-        payload: Value::Object(payload),
+        payload,
         user_id: Some(event.stream_id.clone()),
         application_id: None,
         created_at: event.occurred_at_ms(),

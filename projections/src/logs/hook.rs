@@ -6,7 +6,7 @@
 use deadpool_postgres::GenericClient;
 use domain::RecordedEvent;
 use domain::hook_delivery::HookDeliveryEvent;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{LogRow, base, log_id};
 use crate::ProjectionError;
@@ -18,19 +18,19 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
     };
     let key = format!("TriggerHook.{}", attempt.event);
     let mut payload = base(&key, attempt.success, event);
-    payload.insert("hookId".into(), json!(attempt.hook_id));
-    payload.insert("hookRequest".into(), attempt.request);
-    payload.insert("eventPosition".into(), json!(attempt.position));
+    payload.insert("hookId", json!(attempt.hook_id));
+    payload.insert("hookRequest", attempt.request);
+    payload.insert("eventPosition", json!(attempt.position));
     if let Some(response) = attempt.response {
-        payload.insert("response".into(), response);
+        payload.insert("response", response);
     }
     if let Some(error) = attempt.error {
-        payload.insert("error".into(), json!(error));
+        payload.insert("error", json!(error));
     }
     Ok(Some(LogRow {
         id: log_id(event.position),
         key,
-        payload: Value::Object(payload),
+        payload,
         user_id: None,
         application_id: None,
         created_at: event.occurred_at_ms(),

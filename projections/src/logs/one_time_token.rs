@@ -21,7 +21,7 @@
 
 use domain::one_time_token::OneTimeTokenEvent;
 use domain::{Actor, RecordedEvent};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use super::{LogRow, base, log_id};
 use crate::ProjectionError;
@@ -48,18 +48,18 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
     };
     let key = format!("{family}.OneTimeToken.{action}");
     let mut payload = base(&key, true, event);
-    payload.insert("oneTimeTokenId".into(), json!(event.stream_id));
+    payload.insert("oneTimeTokenId", json!(event.stream_id));
     if let Some(id) = &application_id {
-        payload.insert("applicationId".into(), json!(id));
+        payload.insert("applicationId", json!(id));
     }
     if let Some(id) = &user_id {
-        payload.insert("userId".into(), json!(id));
+        payload.insert("userId", json!(id));
     }
     payload.extend(details);
     Ok(Some(LogRow {
         id: log_id(event.position),
         key,
-        payload: Value::Object(payload),
+        payload,
         user_id,
         application_id,
         created_at: event.occurred_at_ms(),

@@ -32,18 +32,18 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
             }
         };
     let mut payload = base(key, success, event);
-    payload.insert("transferId".into(), json!(event.stream_id));
-    payload.insert("actor".into(), json!(event.metadata.actor));
+    payload.insert("transferId", json!(event.stream_id));
+    payload.insert("actor", json!(event.metadata.actor));
     let application_id = match &event.metadata.actor {
         Actor::App(id) => {
-            payload.insert("applicationId".into(), json!(id));
+            payload.insert("applicationId", json!(id));
             Some(id.clone())
         }
         Actor::User(_) | Actor::Admin(_) | Actor::System | Actor::Anonymous => None,
     };
     if !success {
         payload.insert(
-            "error".into(),
+            "error",
             json!({ "code": "user.import_references_missing", "data": details }),
         );
     }
@@ -53,7 +53,7 @@ pub(super) fn entry(event: &RecordedEvent) -> Result<Option<LogRow>, ProjectionE
     Ok(Some(LogRow {
         id: log_id(event.position),
         key: key.to_owned(),
-        payload: Value::Object(payload),
+        payload,
         user_id: None,
         application_id,
         created_at: event.occurred_at_ms(),

@@ -37,7 +37,7 @@ impl From<LogRow> for LogResponse {
             tenant_id: "default",
             id: row.id,
             key: row.key,
-            payload: row.payload,
+            payload: row.payload.into_value(),
             created_at: row.created_at,
         }
     }
