@@ -25,9 +25,11 @@ use crate::crypto::Keyring;
 /// chunks in flight stay a few tens of MiB.
 const CHUNK: i64 = 5_000;
 /// Chunk queries the reader keeps in flight on its connection (pipelined).
-const READ_AHEAD: usize = 1;
-/// Chunks waiting between two stages.
-const QUEUED: usize = 1;
+const READ_AHEAD: usize = 2;
+/// Chunks waiting between two stages: enough slack that a stage that falls behind for a chunk
+/// (a COPY flushing, a scheduling hiccup) does not stall the others (from 1: about 4% faster
+/// over 1M events, peak RSS of the bench about 20 MiB more).
+const QUEUED: usize = 3;
 
 /// The snapshot of a folding transaction, exported for the reader to import. Export it before
 /// the transaction writes, while it holds what makes the log stable (the head lock, or a
