@@ -25,13 +25,6 @@ impl Fields {
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0
-            .iter()
-            .find(|(held, _)| held == name)
-            .map(|(_, value)| value)
-    }
-
     /// Inserts every field of `other`, leaving it empty.
     pub fn append(&mut self, other: &mut Map<String, Value>) {
         self.extend(std::mem::take(other));
@@ -99,7 +92,6 @@ mod tests {
         let mut extra = Map::from_iter([("result".to_owned(), json!("Error"))]);
         fields.append(&mut extra);
         assert!(extra.is_empty());
-        assert_eq!(fields.get("key"), Some(&json!("B")));
         let text = serde_json::to_string(&fields).unwrap();
         assert_eq!(text, r#"{"key":"B","result":"Error"}"#);
         let back: Fields = serde_json::from_str(&text).unwrap();
