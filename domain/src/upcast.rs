@@ -26,8 +26,11 @@ pub fn upcast(form: StoredForm) -> StoredForm {
 }
 
 fn upcast_with(chain: &[SemanticVersionEventUpcaster], form: StoredForm) -> StoredForm {
-    let version = form.version.to_string();
     // Almost every event is at its current version: its payload is left as text.
+    if chain.is_empty() {
+        return form;
+    }
+    let version = form.version.to_string();
     if !chain
         .iter()
         .any(|upcaster| upcaster.can_upcast(&form.event_type, &version))

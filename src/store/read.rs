@@ -149,7 +149,11 @@ impl<'k> Keys<'k> {
                 .map_err(|source| ReadError::Personal { position, source })?,
             None => None,
         };
-        let aad = personal::aad(&raw.stream_id, raw.sequence, &raw.event_type);
+        // Only a sealed part is bound to the event's identity; most events have none.
+        let aad = match raw.personal {
+            Some(_) => personal::aad(&raw.stream_id, raw.sequence, &raw.event_type),
+            None => Vec::new(),
+        };
         let joined = personal::join(
             raw.payload,
             raw.personal.as_deref(),
