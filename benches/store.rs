@@ -51,7 +51,7 @@ fn main() -> Result<(), BoxError> {
     let dir = common::run_dir()?;
     // On the main thread: the cluster is stopped when the thread that started it ends.
     let settings = common::pg_settings();
-    let cluster = Cluster::start(&dir, &common::setting_refs(&settings))?;
+    let cluster = Cluster::start(&dir, &settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -73,12 +73,7 @@ impl Environment {
         let (cluster, url) = match &config.database_url {
             Some(url) => (None, url.clone()),
             None => {
-                let settings: Vec<(&str, &str)> = config
-                    .postgres_settings
-                    .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_str()))
-                    .collect();
-                let cluster = Cluster::start(&config.data_dir, &settings)?;
+                let cluster = Cluster::start(&config.data_dir, &config.postgres_settings)?;
                 ensure_database(&cluster.url("postgres"), DATABASE).await?;
                 let url = cluster.url(DATABASE);
                 (Some(cluster), url)

@@ -148,7 +148,11 @@ impl Cluster {
     /// Initialises the cluster under `dir/postgres` if needed and starts it, or joins the one
     /// already running there. `settings` are `-c name=value` server settings, after
     /// `MANAGED_SETTINGS`.
-    pub fn start(dir: &Path, settings: &[(&str, &str)]) -> Result<Cluster, PostgresError> {
+    pub fn start<S: AsRef<str>>(dir: &Path, settings: &[(S, S)]) -> Result<Cluster, PostgresError> {
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value.as_ref()))
+            .collect();
         let bin = find_bin_dir()?;
         let run_as = RunAs::detect()?;
         fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -175,9 +179,9 @@ impl Cluster {
             cluster.initdb()?;
         }
         if cluster.running_postmaster().is_none() {
-            cluster.spawn(settings)?;
+            cluster.spawn(&settings)?;
         }
-        cluster.wait_ready(settings)?;
+        cluster.wait_ready(&settings)?;
         Ok(cluster)
     }
 

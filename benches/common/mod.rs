@@ -51,14 +51,6 @@ pub fn pg_settings() -> Vec<(String, String)> {
         .collect()
 }
 
-/// `settings` as `Cluster::start` takes them.
-pub fn setting_refs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
-    settings
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect()
-}
-
 pub fn run_dir() -> Result<PathBuf, BoxError> {
     let runs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("target")

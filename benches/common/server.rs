@@ -38,7 +38,7 @@ where
     let dir = super::run_dir()?;
     let settings = super::pg_settings();
     // On the main thread: the cluster is stopped when the thread that started it ends.
-    let cluster = Cluster::start(&dir, &super::setting_refs(&settings))?;
+    let cluster = Cluster::start(&dir, &settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
